@@ -1,0 +1,98 @@
+"""Shared config pieces. Numbers carry their source (spec = ../shared/reference/official_repo.md)."""
+
+from __future__ import annotations
+
+import ml_collections
+
+
+def model_config(variant: str) -> ml_collections.ConfigDict:
+    return ml_collections.ConfigDict(
+        dict(
+            variant=variant,  # vit_s / vit_b / vit_l / vit_h / vit_g (spec 1.1)
+            num_frames=16,  # official --num_frames 16
+            input_size=224,  # official --input_size 224
+            tubelet_size=2,  # official --tubelet_size 2
+            decoder_depth=4,  # every official pretrain script passes 4 (spec 1.7)
+            overrides={},  # width/depth/... overrides for small models
+            drop_path_rate=0.0,  # official pretrain --drop_path 0
+            attention_impl='einsum',  # einsum | xla | cudnn (einsum fastest on CPU)
+            remat_policy='none',  # none | full | dots_saveable | dots_with_no_batch_dims_saveable
+        )
+    )
+
+
+def pretrain_config(variant: str) -> ml_collections.ConfigDict:
+    """Defaults of the official run_mae_pretraining.py + the hybrid scripts (spec 4)."""
+    c = ml_collections.ConfigDict()
+    c.trainer = 'pretrain'
+    c.seed = 0
+    c.model = model_config(variant)
+    c.masking = ml_collections.ConfigDict(
+        dict(
+            mask_type='tube',  # scripts: --mask_type tube (spec 4.2)
+            mask_ratio=0.9,  # scripts: --mask_ratio 0.9
+            decoder_mask_type='run_cell',  # scripts: --decoder_mask_type run_cell
+            decoder_mask_ratio=0.5,  # scripts: --decoder_mask_ratio 0.5 (0 = V1 decoder)
+        )
+    )
+    c.normalize_target = True  # official --normlize_target default True (spec 3)
+    c.data = ml_collections.ConfigDict(
+        dict(
+            train_list='',  # official list: `path start_idx total_frames` per line
+            data_root='',  # joined in front of every list path
+            video_dir='',  # alternative to train_list: a folder of videos
+            sampling_rate=4,  # scripts: --sampling_rate 4 (spec 4.3)
+            num_sample=4,  # scripts: --num_sample 4 repeated augmentation
+            worker_count=0,  # grain worker processes (0 = decode in the main process)
+        )
+    )
+    # Videos per step over all processes (official batch_size x GPUs); the tensor
+    # batch is batch_size * num_sample clips.
+    c.batch_size = 64  # official default --batch_size 64 (per GPU)
+    c.optim = ml_collections.ConfigDict(
+        dict(
+            base_lr=1.5e-4,  # official default --lr; peak = base_lr * batch_size / 256
+            min_lr=1e-5,  # official --min_lr, scaled like lr
+            epochs=300,  # official default --epochs
+            warmup_epochs=40,  # official default --warmup_epochs
+            total_steps=0,  # >0 overrides epochs * steps_per_epoch
+            warmup_steps=-1,  # >=0 overrides warmup_epochs * steps_per_epoch
+            weight_decay=0.05,  # official --weight_decay 0.05, constant
+            b1=0.9,
+            b2=0.95,  # scripts: --opt_betas 0.9 0.95
+            eps=1e-8,  # official --opt_eps 1e-8
+            clip_grad=0.0,  # 0 = no clipping (official --clip_grad None)
+        )
+    )
+    c.dtype = 'float32'  # compute dtype: float32 or bfloat16 (params stay fp32)
+    c.mesh = ml_collections.ConfigDict(dict(data=-1))
+    c.sharding_rules = ml_collections.ConfigDict()  # logical axis -> mesh axis
+    c.log_every = 20
+    c.checkpoint_every = 1000  # steps; also saved at the end
+    c.keep_checkpoints = 3
+    c.vis_every = 0  # steps between reconstruction PNGs (0: only at the end)
+    c.init_from = ''
+    return c
+
+
+def hybrid_script(
+    c: ml_collections.ConfigDict,
+    *,
+    gpus: int,
+    lr: float,
+    epochs: int,
+    warmup_epochs: int,
+    clip_grad: float = 0.0,
+    remat: bool = False,
+) -> ml_collections.ConfigDict:
+    """Applies scripts/pretrain/vit_*_hybrid_pt.sh (spec 4.2): 32 videos per GPU,
+    num_sample 4, adamw (0.9, 0.95), tube 0.9 + run_cell 0.5."""
+    c.batch_size = 32 * gpus
+    c.data.num_sample = 4
+    c.optim.base_lr = lr
+    c.optim.epochs = epochs
+    c.optim.warmup_epochs = warmup_epochs
+    c.optim.clip_grad = clip_grad
+    if remat:  # the script's --with_checkpoint
+        c.model.remat_policy = 'full'
+    return c

@@ -1,0 +1,40 @@
+"""vmae2 entry point: one command for every stage.
+
+python main.py --config configs/demo.py --workdir runs/demo
+python main.py --config configs/pretrain/vit_b.py --workdir W \
+    --config.data.train_list=LIST --config.data.data_root=ROOT
+
+The config names the trainer; `--config.a.b=v` overrides any field. Running the
+same command on the same workdir resumes from its last checkpoint.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+from absl import app
+from absl import flags
+from absl import logging as absl_logging
+from ml_collections import config_flags
+
+config_flags.DEFINE_config_file('config', None, 'Config file (path[:arg]).', lock_config=True)
+flags.DEFINE_string('workdir', None, 'Run directory: checkpoints, metrics, pictures.')
+flags.mark_flags_as_required(['config', 'workdir'])
+
+
+def main(argv):
+    del argv
+    # Library chatter (Orbax logs every save at INFO) stays at WARNING; our own
+    # progress lines stay at INFO.
+    absl_logging.set_verbosity(absl_logging.WARNING)
+    logging.getLogger('vmae2').setLevel(logging.INFO)
+    logging.getLogger('data_pipelines').setLevel(logging.INFO)
+    from vmae2.trainers import registry  # pylint: disable=g-import-not-at-top
+
+    cfg = flags.FLAGS.config
+    registry.run(cfg, flags.FLAGS.workdir)
+
+
+if __name__ == '__main__':
+    sys.exit(app.run(main))

@@ -1,0 +1,8 @@
+"""Test set-up: 8 fake CPU devices (before jax starts) and shared tiny configs."""
+
+import os
+
+os.environ['XLA_FLAGS'] = (
+    os.environ.get('XLA_FLAGS', '') + ' --xla_force_host_platform_device_count=8'
+).strip()
+os.environ.setdefault('JAX_PLATFORMS', 'cpu')

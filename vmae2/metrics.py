@@ -1,0 +1,96 @@
+"""What the user sees: metrics.jsonl, TensorBoard events, a progress bar.
+
+Only process 0 writes; other processes get a writer that drops everything.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from typing import Mapping
+
+import jax
+import numpy as np
+
+log = logging.getLogger('vmae2')
+
+
+class MetricWriter:
+    """Appends one JSON object per logged step to {workdir}/metrics.jsonl and
+    mirrors scalars to TensorBoard under {workdir}/tensorboard."""
+
+    def __init__(self, workdir: str):
+        self.enabled = jax.process_index() == 0
+        self._jsonl = None
+        self._tb = None
+        if self.enabled:
+            os.makedirs(workdir, exist_ok=True)
+            self._jsonl = open(os.path.join(workdir, 'metrics.jsonl'), 'a')
+            from tensorboardX import SummaryWriter  # pylint: disable=g-import-not-at-top
+
+            self._tb = SummaryWriter(os.path.join(workdir, 'tensorboard'))
+
+    def write_scalars(self, step: int, scalars: Mapping[str, float]) -> None:
+        if not self.enabled:
+            return
+        row = {'step': int(step), **{k: float(v) for k, v in scalars.items()}}
+        self._jsonl.write(json.dumps(row) + '\n')
+        self._jsonl.flush()
+        for k, v in scalars.items():
+            self._tb.add_scalar(k, float(v), int(step))
+
+    def write_image(self, step: int, tag: str, image: np.ndarray) -> None:
+        """uint8 [height, width, 3] image into TensorBoard."""
+        if self.enabled:
+            self._tb.add_image(tag, image, int(step), dataformats='HWC')
+
+    def close(self) -> None:
+        if self.enabled:
+            self._jsonl.close()
+            self._tb.close()
+
+
+class Progress:
+    """A tqdm bar (process 0, when stderr is a terminal or forced) plus a log
+    line every `log_every` steps with loss, lr, clips/s and ETA."""
+
+    def __init__(self, first_step: int, total_steps: int, *, bar: bool | None = None):
+        self.total = total_steps
+        self.first = first_step
+        self.start = time.time()
+        self._bar = None
+        if jax.process_index() == 0 and (bar if bar is not None else os.isatty(2)):
+            from tqdm import tqdm  # pylint: disable=g-import-not-at-top
+
+            self._bar = tqdm(total=total_steps, initial=first_step, unit='step', dynamic_ncols=True)
+
+    def eta_seconds(self, step: int) -> float:
+        done = step - self.first
+        if done <= 0:
+            return float('nan')
+        return (time.time() - self.start) / done * (self.total - step)
+
+    def update(self, step: int, scalars: Mapping[str, float] | None = None) -> None:
+        if self._bar is not None:
+            self._bar.update(step - self._bar.n)
+            if scalars:
+                self._bar.set_postfix({k: f'{v:.4g}' for k, v in scalars.items()}, refresh=False)
+
+    def log(self, step: int, scalars: Mapping[str, float]) -> None:
+        eta = self.eta_seconds(step)
+        text = ' '.join(f'{k}={v:.4g}' for k, v in scalars.items())
+        log.info('step %d/%d %s eta=%s', step, self.total, text, _fmt_time(eta))
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+
+
+def _fmt_time(seconds: float) -> str:
+    if not np.isfinite(seconds):
+        return '?'
+    m, s = divmod(int(seconds), 60)
+    h, m = divmod(m, 60)
+    return f'{h}:{m:02d}:{s:02d}'

@@ -1,0 +1,159 @@
+"""The ViT encoder shared by pre-training and classification.
+
+Official: models/modeling_pretrain.py::PretrainVisionTransformerEncoder and
+models/modeling_finetune.py::VisionTransformer (spec 1.1-1.7).
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from vmae2.models import embed
+from vmae2.models import layers
+
+REMAT_POLICIES = {
+    'none': None,
+    'full': jax.checkpoint_policies.nothing_saveable,
+    'dots_saveable': jax.checkpoint_policies.dots_saveable,
+    'dots_with_no_batch_dims_saveable': jax.checkpoint_policies.dots_with_no_batch_dims_saveable,
+}
+
+
+def check_remat_policy(name: str) -> None:
+    if name not in REMAT_POLICIES:
+        raise ValueError(f'remat_policy {name!r}: choose one of {sorted(REMAT_POLICIES)}')
+
+
+def make_blocks(
+    depth: int,
+    width: int,
+    num_heads: int,
+    mlp_dim: int,
+    *,
+    drop_path_rate: float = 0.0,
+    kernel_init=layers.xavier_uniform,
+    attention_impl: str = 'einsum',
+    param_dtype=jnp.float32,
+    rngs: nnx.Rngs,
+) -> nnx.List:
+    """`depth` Blocks with drop path rising linearly: linspace(0, rate, depth)[i]."""
+    rates = np.linspace(0.0, drop_path_rate, depth) if depth else []
+    return nnx.List(
+        [
+            layers.Block(
+                width,
+                num_heads,
+                mlp_dim,
+                drop_path_rate=float(r),
+                kernel_init=kernel_init,
+                attention_impl=attention_impl,
+                param_dtype=param_dtype,
+                rngs=rngs,
+            )
+            for r in rates
+        ]
+    )
+
+
+def apply_blocks(
+    blocks: nnx.List,
+    x: jax.Array,
+    rng: jax.Array | None = None,
+    *,
+    remat_policy: str = 'none',
+    dtype=jnp.float32,
+) -> jax.Array:
+    """Runs the blocks in order, each under jax.checkpoint unless policy 'none'."""
+    rngs = [None] * len(blocks) if rng is None else list(jax.random.split(rng, len(blocks)))
+
+    def apply(block, x, r):
+        return block(x, r, dtype)
+
+    if remat_policy != 'none':
+        apply = nnx.remat(apply, policy=REMAT_POLICIES[remat_policy])
+    for block, r in zip(blocks, rngs):
+        x = apply(block, x, r)
+    return x
+
+
+def gather_tokens(x: jax.Array, idx: jax.Array) -> jax.Array:
+    """x [batch, tokens, dim], idx int [batch, k] -> [batch, k, dim]."""
+    return jnp.take_along_axis(x, idx[:, :, None], axis=1)
+
+
+class Encoder(nnx.Module):
+    """patch_embed + fixed sinusoid PE, optional visible-token gather, blocks, norm.
+
+    Attribute names follow the official keys (`patch_embed`, `blocks`, `norm`) so
+    conversion is a rename. `norm` is None for the classifier (the official
+    VisionTransformer uses fc_norm on the pooled features instead).
+    """
+
+    def __init__(
+        self,
+        *,
+        width: int,
+        depth: int,
+        num_heads: int,
+        mlp_dim: int,
+        patch_size: int,
+        tubelet_size: int = 2,
+        use_norm: bool = True,
+        drop_path_rate: float = 0.0,
+        kernel_init=layers.xavier_uniform,
+        attention_impl: str = 'einsum',
+        remat_policy: str = 'none',
+        param_dtype=jnp.float32,
+        rngs: nnx.Rngs,
+    ):
+        check_remat_policy(remat_policy)
+        self.width = width
+        self.remat_policy = remat_policy
+        self.patch_embed = embed.PatchEmbed(
+            width, patch_size, tubelet_size, param_dtype=param_dtype, rngs=rngs
+        )
+        self.blocks = make_blocks(
+            depth,
+            width,
+            num_heads,
+            mlp_dim,
+            drop_path_rate=drop_path_rate,
+            kernel_init=kernel_init,
+            attention_impl=attention_impl,
+            param_dtype=param_dtype,
+            rngs=rngs,
+        )
+        self.norm = layers.LayerNorm(width, param_dtype=param_dtype) if use_norm else None
+
+    def __call__(
+        self,
+        x: jax.Array,
+        visible_idx: jax.Array | None = None,
+        *,
+        rng: jax.Array | None = None,
+        dtype=jnp.float32,
+    ) -> jax.Array:
+        """Encodes a clip.
+
+        Args:
+          x: float [batch, frames, height, width, 3], ImageNet-normalised.
+          visible_idx: int32 [batch, n_visible] ascending token indices to keep (the
+            official `x[~mask]`), or None to keep every token.
+          rng: drop-path key (training) or None.
+          dtype: compute dtype.
+
+        Returns:
+          [batch, n_visible or tokens, width] in `dtype`.
+        """
+        tokens = self.patch_embed(x, dtype)
+        pos = embed.sinusoid_table(tokens.shape[1], self.width)
+        tokens = (tokens.astype(jnp.float32) + pos[None]).astype(dtype)
+        if visible_idx is not None:
+            tokens = gather_tokens(tokens, visible_idx)
+        tokens = apply_blocks(self.blocks, tokens, rng, remat_policy=self.remat_policy, dtype=dtype)
+        if self.norm is not None:
+            tokens = self.norm(tokens, dtype)
+        return tokens

