@@ -64,6 +64,7 @@ def pretrain_config(variant: str) -> ml_collections.ConfigDict:
             clip_grad=0.0,  # 0 = no clipping (official --clip_grad None)
         )
     )
+    c.grad_accum_steps = 1  # micro-batches per optimiser step (the official --update_freq)
     c.dtype = 'float32'  # compute dtype: float32 or bfloat16 (params stay fp32)
     c.mesh = ml_collections.ConfigDict(dict(data=-1))
     c.sharding_rules = ml_collections.ConfigDict()  # logical axis -> mesh axis

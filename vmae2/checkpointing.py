@@ -9,7 +9,6 @@ Restores use Orbax's array format (no pickle: a checkpoint never runs code).
 
 from __future__ import annotations
 
-import json
 import os
 from typing import Any
 
@@ -76,6 +75,23 @@ class Checkpointer:
         self._manager.close()
 
 
-def read_json(path: str) -> Any:
-    with open(path) as f:
-        return json.load(f)
+def latest_state_dir(workdir: str) -> str:
+    """{workdir}/checkpoints/<latest step>/state.
+
+    Raises:
+        FileNotFoundError: when the workdir holds no finished checkpoint.
+    """
+    directory = os.path.join(os.path.abspath(workdir), 'checkpoints')
+    steps = (
+        [int(d) for d in os.listdir(directory) if d.isdigit()] if os.path.isdir(directory) else []
+    )
+    if not steps:
+        raise FileNotFoundError(f'no finished checkpoint under {directory}')
+    return os.path.join(directory, str(max(steps)), 'state')
+
+
+def load_state(workdir: str) -> Any:
+    """The latest saved train state of a workdir as a tree of host arrays, keyed
+    as saved (integer block indices come back as strings)."""
+    with ocp.StandardCheckpointer() as ckptr:
+        return ckptr.restore(latest_state_dir(workdir))

@@ -145,3 +145,39 @@ def decode_iterator_state(data: bytes) -> Any:
 
 def count_params(params) -> int:
     return int(sum(np.prod(x.shape) for x in jax.tree.leaves(params)))
+
+
+def accumulate_gradients(loss_terms, params, batch: dict, rng, steps: int):
+    """Sums `loss_terms` values and gradients over `steps` equal micro-batches.
+
+    Args:
+      loss_terms: f(params, batch, rng) -> (summed loss, aux count); the gradient
+        is taken of the first output.
+      batch: arrays with a leading batch dimension divisible by `steps`.
+      steps: micro-batches (1 = a single pass). They run in a lax.scan, so
+        activation memory is that of one micro-batch.
+
+    Returns:
+      ((loss sum, count sum), gradient sum).
+
+    Raises:
+      ValueError: when the batch does not split into `steps` equal parts.
+    """
+    grad_fn = jax.value_and_grad(loss_terms, has_aux=True)
+    if steps == 1:
+        return grad_fn(params, batch, rng)
+    size = jax.tree.leaves(batch)[0].shape[0]
+    if size % steps:
+        raise ValueError(f'batch of {size} clips does not split into grad_accum_steps={steps}')
+    micro = jax.tree.map(lambda x: x.reshape(steps, size // steps, *x.shape[1:]), batch)
+
+    def body(carry, inputs):
+        i, mb = inputs
+        (value, aux), grads = grad_fn(params, mb, jax.random.fold_in(rng, i))
+        acc_v, acc_a, acc_g = carry
+        return (acc_v + value, acc_a + aux, jax.tree.map(jnp.add, acc_g, grads)), None
+
+    zeros = jax.tree.map(jnp.zeros_like, params)
+    init = (jnp.zeros((), jnp.float32), jnp.zeros((), jnp.float32), zeros)
+    (value, aux, grads), _ = jax.lax.scan(body, init, (jnp.arange(steps), micro))
+    return (value, aux), grads

@@ -6,7 +6,6 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
-import time
 
 import jax
 import jax.numpy as jnp
@@ -17,16 +16,15 @@ from flax import nnx
 
 from data_pipelines import pipeline as data_pipeline
 from data_pipelines import sources
-from vmae2 import checkpointing
 from vmae2 import losses
 from vmae2 import masking
-from vmae2 import metrics as metrics_lib
 from vmae2 import optim
 from vmae2 import sharding
 from vmae2 import targets
 from vmae2 import visualize
 from vmae2.models import pretrain as pretrain_model
 from vmae2.trainers import common
+from vmae2.trainers import loop
 
 log = logging.getLogger('vmae2')
 
@@ -54,40 +52,54 @@ def build_model(cfg, spec):
 
 
 def make_loss_fn(graphdef, spec, mspec, *, dtype, normalize_target: bool, drop_path: bool):
-    """loss(params, video uint8 [B, T, H, W, 3], rng) -> (loss, aux)."""
+    """Returns loss_terms(params, batch, rng) -> (weighted squared-error sum, weight sum).
+
+    `batch` holds 'video' uint8 [B, T, H, W, 3] and the masks 'visible', 'decode',
+    'weight' (masking.sample_masks). The loss is sum / count (losses.masked_mse);
+    keeping the two apart makes gradient accumulation exact for the batch-global
+    mean of the official loss.
+    """
     p, kt = spec.arch.patch_size, spec.tubelet_size
 
-    def loss_fn(params, video, rng):
-        mask_rng, drop_rng = jax.random.split(rng)
-        x = targets.normalize(video)
-        visible, decode, weight = masking.sample_masks(mask_rng, mspec, video.shape[0])
+    def loss_terms(params, batch, rng):
+        x = targets.normalize(batch['video'])
+        decode, weight = batch['decode'], batch['weight']
         target = jnp.take_along_axis(
             targets.pixel_targets(x, p, kt, normalize_target), decode[:, :, None], axis=1
         )
         model = nnx.merge(graphdef, nnx.State(params))
-        pred = model(x, visible, decode, rng=drop_rng if drop_path else None, dtype=dtype)
-        return losses.masked_mse(pred, target, weight), weight.sum()
+        pred = model(x, batch['visible'], decode, rng=rng if drop_path else None, dtype=dtype)
+        count = weight.sum()
+        return losses.masked_mse(pred, target, weight) * count, count
 
-    return loss_fn
+    return loss_terms
 
 
-def make_train_step(loss_fn, tx, schedule, seed: int):
-    """One optimisation step; masks come from fold_in(PRNGKey(seed), step)."""
+def make_train_step(loss_terms, tx, schedule, mspec, seed: int, grad_accum_steps: int = 1):
+    """One optimisation step; masks come from fold_in(PRNGKey(seed), step).
+
+    The masks are drawn for the whole batch first, so k micro-batches see the
+    same masks as one step on the full batch would.
+    """
     base_key = jax.random.key(seed)
 
     def train_step(state, batch):
-        rng = jax.random.fold_in(base_key, state['step'])
-        (loss, n_loss), grads = jax.value_and_grad(loss_fn, has_aux=True)(
-            state['params'], batch['video'], rng
+        mask_rng, drop_rng = jax.random.split(jax.random.fold_in(base_key, state['step']))
+        visible, decode, weight = masking.sample_masks(mask_rng, mspec, batch['video'].shape[0])
+        full = {'video': batch['video'], 'visible': visible, 'decode': decode, 'weight': weight}
+        (total, count), grads = common.accumulate_gradients(
+            loss_terms, state['params'], full, drop_rng, grad_accum_steps
         )
+        count = jnp.maximum(count, 1.0)
+        grads = jax.tree.map(lambda g: g / count, grads)
         updates, opt_state = tx.update(grads, state['opt_state'], state['params'])
         params = optax.apply_updates(state['params'], updates)
         new_state = {'step': state['step'] + 1, 'params': params, 'opt_state': opt_state}
         metrics = {
-            'loss': loss,
-            'grad_norm': optax.global_norm(grads),
+            'loss': total / count,
+            'grad_norm': optax.tree.norm(grads),
             'lr': schedule(state['step']),
-            'loss_tokens': n_loss,
+            'loss_tokens': count,
         }
         return new_state, metrics
 
@@ -141,35 +153,6 @@ def make_dataset(cfg, records, spec, seed: int):
     )
 
 
-class _FiniteGuard:
-    """Collects device losses and checks them on the host only when asked, so the
-    loop never blocks on a step just to look for NaN."""
-
-    def __init__(self):
-        self.pending: list[tuple[int, jax.Array]] = []
-
-    def add(self, step: int, loss: jax.Array):
-        self.pending.append((step, loss))
-
-    def check(self, workdir: str, last_good: int | None):
-        if not self.pending:
-            return
-        values = np.asarray(jax.device_get(jnp.stack([l for _, l in self.pending])))
-        bad = np.flatnonzero(~np.isfinite(values))
-        if bad.size:
-            step = self.pending[int(bad[0])][0]
-            where = (
-                f'the last good checkpoint is step {last_good} in {workdir}/checkpoints'
-                if last_good is not None
-                else 'no checkpoint was written yet'
-            )
-            raise FloatingPointError(
-                f'loss became non-finite at step {step}; {where}. Lower optim.base_lr, set '
-                'optim.clip_grad, or use dtype=float32, then run the same command again.'
-            )
-        self.pending.clear()
-
-
 def train(cfg: ml_collections.ConfigDict, workdir: str) -> dict:
     """Runs (or resumes) pre-training in `workdir`. Returns the last logged metrics."""
     workdir = os.path.abspath(workdir)
@@ -211,17 +194,6 @@ def train(cfg: ml_collections.ConfigDict, workdir: str) -> dict:
         mspec.num_decode,
     )
 
-    dataset = make_dataset(cfg, records, spec, cfg.seed)
-    iterator = iter(dataset)
-    ckpt = checkpointing.Checkpointer(workdir, keep=cfg.keep_checkpoints)
-    start = ckpt.latest_step()
-    if start is not None:
-        state, data_state = ckpt.restore(start, common.abstract_like(state, shardings))
-        if data_state is not None:
-            iterator.set_state(common.decode_iterator_state(data_state))
-        log.info('resumed from %s at step %d', ckpt.directory, start)
-    start = int(start or 0)
-
     loss_fn = make_loss_fn(
         graphdef,
         spec,
@@ -231,58 +203,28 @@ def train(cfg: ml_collections.ConfigDict, workdir: str) -> dict:
         drop_path=cfg.model.drop_path_rate > 0,
     )
     step_fn = jax.jit(
-        make_train_step(loss_fn, tx, schedule, cfg.seed),
+        make_train_step(loss_fn, tx, schedule, mspec, cfg.seed, cfg.grad_accum_steps),
         in_shardings=(shardings, sharding.batch_sharding(mesh)),
         out_shardings=(shardings, sharding.replicated(mesh)),
         donate_argnums=0,
     )
     reconstruct = make_reconstruct_fn(graphdef, spec, mspec, dtype)
-    writer = metrics_lib.MetricWriter(workdir)
-    progress = metrics_lib.Progress(start, total_steps)
-    guard = _FiniteGuard()
-    clips_per_step = cfg.batch_size * cfg.data.num_sample
-    last = {}
-    skipped = 0
-    window_losses, t0, window_start = [], time.time(), start
-    last_saved = ckpt.latest_step()
-    batch = None
-    try:
-        for step in range(start, total_steps):
-            local = next(iterator)
-            skipped += int(local['skipped'])
-            batch = common.global_batch({'video': local['video']}, mesh)
-            state, m = step_fn(state, batch)
-            guard.add(step, m['loss'])
-            window_losses.append(m['loss'])
-            done = step + 1
-            progress.update(done)
-            if done % cfg.log_every == 0 or done == total_steps:
-                guard.check(workdir, last_saved)
-                elapsed = time.time() - t0
-                last = {
-                    'loss': float(np.mean(jax.device_get(window_losses))),
-                    'lr': float(m['lr']),
-                    'grad_norm': float(m['grad_norm']),
-                    'clips_per_sec': clips_per_step * (done - window_start) / elapsed,
-                    'skipped_videos': skipped,
-                }
-                writer.write_scalars(done, last)
-                progress.update(done, {k: last[k] for k in ('loss', 'lr', 'clips_per_sec')})
-                progress.log(done, last)
-                window_losses, t0, window_start = [], time.time(), done
-            if done % cfg.checkpoint_every == 0 or done == total_steps:
-                guard.check(workdir, last_saved)
-                ckpt.save(done, state, common.encode_iterator_state(iterator.get_state()))
-                last_saved = done
-            if (cfg.vis_every and done % cfg.vis_every == 0) or done == total_steps:
-                save_reconstruction(
-                    reconstruct, state['params'], batch, spec, cfg, workdir, writer, done
-                )
-    finally:
-        ckpt.close()
-        progress.close()
-        writer.close()
-    return last
+
+    def picture(step, state, batch, writer):
+        save_reconstruction(reconstruct, state['params'], batch, spec, cfg, workdir, writer, step)
+
+    return loop.run(
+        cfg,
+        workdir,
+        state=state,
+        shardings=shardings,
+        step_fn=step_fn,
+        dataset=make_dataset(cfg, records, spec, cfg.seed),
+        mesh=mesh,
+        total_steps=total_steps,
+        clips_per_step=cfg.batch_size * cfg.data.num_sample,
+        hooks=[loop.Hooks(cfg.vis_every, picture)],
+    )
 
 
 def save_reconstruction(
