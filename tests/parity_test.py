@@ -233,3 +233,32 @@ def test_hub_bias_names_convert_identically(hf_pretrain):
     assert a.keys() == b.keys()
     for k in a:
         np.testing.assert_array_equal(a[k], b[k])
+
+
+def test_hf_safetensors_file_through_the_cli(hf_pretrain, tmp_path):
+    """A hub-style model.safetensors (HF layout) -> vmae2 directory -> official .pth."""
+    import safetensors.torch
+
+    src = str(tmp_path / 'model.safetensors')
+    safetensors.torch.save_file(
+        {k: v.contiguous() for k, v in hf_pretrain.state_dict().items()}, src
+    )
+    out = str(tmp_path / 'converted')
+    argv = ['--input', src, '--output', out, '--model', 'vit_s', '--num-frames', str(FRAMES)]
+    argv += ['--input-size', str(IMAGE)] + [f'--override={k}={v}' for k, v in SPEC.overrides]
+    assert convert.main(argv) == 0
+    params, meta = convert.read_params_dir(out)
+    assert meta['kind'] == 'pretrain' and meta['decoder_depth'] == DEC_DEPTH
+    want = convert.flatten(convert.official_to_params(_state_dict(hf_pretrain), 'pretrain'))
+    got = convert.flatten(params)
+    assert got.keys() == want.keys()
+    for k in want:
+        np.testing.assert_array_equal(got[k], want[k])
+    pth = str(tmp_path / 'official.pth')
+    assert convert.main(['--input', out, '--output', pth, '--to-official']) == 0
+    official = torch.load(pth, map_location='cpu', weights_only=True)['model']
+    assert official['encoder.blocks.0.attn.qkv.weight'].shape == (3 * HIDDEN, HIDDEN)
+    np.testing.assert_array_equal(
+        official['encoder.blocks.0.attn.q_bias'].numpy(),
+        _state_dict(hf_pretrain)['videomae.encoder.layer.0.attention.attention.query.bias'],
+    )

@@ -93,7 +93,7 @@ def test_kill_and_resume_equals_uninterrupted_run(video_dir, tmp_path, monkeypat
     a, b = params_of(full), params_of(killed)
     for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
         np.testing.assert_array_equal(x, y)  # bitwise
-    rows = [json.loads(l) for l in open(os.path.join(full, 'metrics.jsonl'))]
+    rows = [json.loads(line) for line in open(os.path.join(full, 'metrics.jsonl'))]
     assert [r['step'] for r in rows] == [2, 4, 6]
     assert {'loss', 'lr', 'clips_per_sec', 'skipped_videos'} <= set(rows[0])
     assert any(f.startswith('reconstruction_') for f in os.listdir(full))
@@ -113,7 +113,7 @@ def test_unreadable_videos_are_skipped_and_counted(video_dir, tmp_path):
     cfg.optim.total_steps = 4
     work = str(tmp_path / 'w')
     pretrain.train(cfg, work)
-    rows = [json.loads(l) for l in open(os.path.join(work, 'metrics.jsonl'))]
+    rows = [json.loads(line) for line in open(os.path.join(work, 'metrics.jsonl'))]
     assert rows[-1]['step'] == 4
     assert rows[-1]['skipped_videos'] > 0
 

@@ -51,7 +51,8 @@ strict=False)` or `read_params_dir(W)`):
 
 `read_params_dir` also reads a training workdir: the latest
 `W/checkpoints/<step>/state` (the train state {'step', 'params', 'opt_state'}
-written by vmae2.checkpointing) and takes its 'params'.
+written by vmae2.checkpointing) and restores only its 'params' (Orbax partial
+restore: the optimiser state is not read).
 
 CLI:
 
@@ -489,11 +490,14 @@ def _raise_if(
         lines.append(f'unexpected keys ({len(unexpected)}): ' + ', '.join(unexpected))
     if mis_shaped:
         lines.append(f'mis-shaped keys ({len(mis_shaped)}): ' + '; '.join(mis_shaped))
+    if kind == CLASSIFIER and any(_PRETRAIN_ONLY.match(k) for k in unexpected):
+        lines.append(
+            'this looks like a pre-training checkpoint: load it with strict=False to drop the '
+            'decoder and keep fc_norm/head freshly initialised (spec 9.3)'
+        )
     if lines:
         raise ConversionError(
-            f'checkpoint does not match the {kind} model:\n  '
-            + '\n  '.join(lines)
-            + '\n(pass strict=False to load a pre-training checkpoint into a classifier)'
+            f'checkpoint does not match the {kind} model:\n  ' + '\n  '.join(lines)
         )
 
 
@@ -832,8 +836,7 @@ def read_params_dir(directory: str) -> tuple[dict[Any, Any], dict[str, Any]]:
                 f'{directory}: no params/ (converted checkpoint) and no checkpoints/<step>/ '
                 '(training workdir)'
             )
-        state = ckpt.restore(os.path.join(ck_dir, str(steps[-1]), 'state'))
-        params = _intify(state['params'])
+        params = _intify(_restore_params_only(os.path.join(ck_dir, str(steps[-1]), 'state')))
         meta = {'step': steps[-1]}
         cfg_path = os.path.join(directory, 'config.json')
         if os.path.exists(cfg_path):
@@ -849,6 +852,33 @@ def read_params_dir(directory: str) -> tuple[dict[Any, Any], dict[str, Any]]:
     if meta['kind'] == CLASSIFIER and 'head' in params:
         meta.setdefault('num_classes', int(params['head']['kernel'].shape[1]))
     return params, meta
+
+
+def _restore_params_only(path: str) -> Any:
+    """The 'params' subtree of a saved train state, as numpy, without reading opt_state
+    (Orbax partial restore; falls back to restoring the whole state)."""
+    import jax  # noqa: PLC0415
+    import orbax.checkpoint as ocp  # noqa: PLC0415
+
+    ckpt = ocp.PyTreeCheckpointer()
+    try:
+        meta = ckpt.metadata(path)
+        tree = meta.item_metadata.tree if hasattr(meta, 'item_metadata') else meta
+        abstract = jax.tree.map(
+            lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype), {'params': tree['params']}
+        )
+        restore_args = jax.tree.map(
+            lambda _: ocp.ArrayRestoreArgs(restore_type=np.ndarray), abstract
+        )
+        out = ckpt.restore(
+            path,
+            args=ocp.args.PyTreeRestore(
+                item=abstract, restore_args=restore_args, partial_restore=True
+            ),
+        )
+        return out['params']
+    except (TypeError, ValueError, KeyError, AttributeError):
+        return ocp.StandardCheckpointer().restore(path)['params']
 
 
 def jax_tree_to_numpy(tree: Any) -> Any:

@@ -1,8 +1,11 @@
 """Device mesh, logical-axis rules, and shardings for state and batch.
 
 Parameters carry logical axis names (metadata `logical_axes`, set by the
-models); `rules` map a logical name to a mesh axis (or None). A dimension is
-sharded only when the mesh axis size divides it; otherwise it stays replicated.
+models); `rules` map a logical name to a mesh axis, a tuple of axes, or None.
+A dimension is sharded only when the mesh axis size divides it; otherwise it
+stays replicated, except that an FSDP axis then moves to another dimension of
+the same parameter that divides (see `logical_to_spec`). docs/scaling.md lists
+the rules, the mesh shapes and the memory they need.
 """
 
 from __future__ import annotations
@@ -57,31 +60,98 @@ def replicated(mesh) -> NamedSharding:
     return NamedSharding(mesh, P())
 
 
+# Mesh axes that may move to another dimension of a parameter when the one its
+# logical name asks for does not divide (FSDP only needs *some* split).
+FALLBACK_AXES = ('fsdp',)
+
+# Default rules. Pure data parallelism needs none; FSDP shards the model width
+# (present in every large kernel), tensor parallelism splits heads and the MLP
+# hidden dimension Megatron-style. Rules naming an axis the mesh lacks are inert,
+# so TENSOR_RULES can stay in place for a data-only mesh.
+DATA_PARALLEL_RULES: dict[str, str | None] = {}
+FSDP_RULES: dict[str, str | None] = {'embed': 'fsdp'}
+TENSOR_RULES: dict[str, str | None] = {
+    'embed': 'fsdp',
+    'qkv': 'tensor',
+    'heads': 'tensor',
+    'mlp': 'tensor',
+}
+
+
+def _axes(rule) -> tuple[str, ...]:
+    if not rule:
+        return ()
+    return (rule,) if isinstance(rule, str) else tuple(rule)
+
+
 def logical_to_spec(
     logical: Sequence[str | None] | None,
     shape: Sequence[int],
     mesh,
-    rules: Mapping[str, str | None],
+    rules: Mapping[str, str | Sequence[str] | None],
+    fallback_axes: Sequence[str] = FALLBACK_AXES,
 ) -> P:
-    """PartitionSpec for one array from its logical axis names."""
+    """PartitionSpec for one array from its logical axis names.
+
+    Args:
+      logical: one logical name (or None) per dimension, e.g. ('embed', 'mlp').
+      shape: the array shape.
+      mesh: a jax Mesh (only `axis_names` and `shape` are read).
+      rules: logical name -> mesh axis name, a tuple of axis names (the dimension
+        is split over their product), or None (replicated).
+      fallback_axes: mesh axes that, when the dimension their rule names does not
+        divide by the axis size, go to the largest other dimension that divides
+        and is not split yet (ViT-g's 1408 = 2^7 * 11 on 256 devices: the kernel
+        is split along its 6144/4224 dimension instead).
+
+    Returns:
+      A PartitionSpec of len(shape) entries. Each mesh axis is used at most once;
+      axes missing from the mesh or of size 1 are left out (replicated).
+    """
     if not logical:
         return P()
-    spec, used = [], set()
-    for name, dim in zip(logical, shape):
-        axis = rules.get(name) if name else None
-        if axis and axis in mesh.axis_names and axis not in used and dim % mesh.shape[axis] == 0:
-            spec.append(axis)
-            used.add(axis)
+    spec: list = [None] * len(shape)
+    used: set[str] = set()
+    missed: list[str] = []
+    for i, (name, dim) in enumerate(zip(logical, shape)):
+        axes = tuple(
+            a
+            for a in _axes(rules.get(name) if name else None)
+            if a in mesh.axis_names and mesh.shape[a] > 1
+        )
+        if not axes:
+            continue
+        size = math.prod(mesh.shape[a] for a in axes)
+        if used.isdisjoint(axes) and dim % size == 0:
+            spec[i] = axes[0] if len(axes) == 1 else axes
+            used.update(axes)
         else:
-            spec.append(None)
+            missed.extend(a for a in axes if a not in used)
+    for axis in missed:
+        if axis not in fallback_axes or axis in used or mesh.shape[axis] == 1:
+            continue
+        free = [i for i in range(len(shape)) if spec[i] is None and shape[i] > 1]
+        for i in sorted(free, key=lambda i: -shape[i]):
+            if shape[i] % mesh.shape[axis] == 0:
+                spec[i] = axis
+                used.add(axis)
+                break
     return P(*spec)
 
 
-def param_specs(abstract_model: nnx.Module, mesh, rules) -> dict:
-    """Pure-dict tree of PartitionSpecs matching nnx.to_pure_dict(params)."""
+def param_specs(
+    abstract_model: nnx.Module, mesh, rules, fallback_axes: Sequence[str] = FALLBACK_AXES
+) -> dict:
+    """Pure-dict tree of PartitionSpecs matching nnx.to_pure_dict(params).
+
+    Reads each nnx.Param's `logical_axes` metadata (a Param without it is
+    replicated); see `logical_to_spec`.
+    """
     state = nnx.state(abstract_model, nnx.Param)
     specs = jax.tree.map(
-        lambda v: logical_to_spec(v.get_metadata().get('logical_axes'), v.shape, mesh, rules),
+        lambda v: logical_to_spec(
+            v.get_metadata().get('logical_axes'), v.shape, mesh, rules, fallback_axes
+        ),
         state,
         is_leaf=lambda x: isinstance(x, nnx.Variable),
     )
@@ -100,3 +170,26 @@ def sharded_fraction(params, shardings) -> float:
         if any(a is not None for a in s.spec):
             sharded += nbytes
     return sharded / max(total, 1)
+
+
+def bytes_per_device(params, shardings) -> int:
+    """Parameter bytes one device holds under `shardings` (largest shard per leaf)."""
+    total = 0
+    for x, s in zip(
+        jax.tree.leaves(params),
+        jax.tree.leaves(shardings, is_leaf=lambda s: isinstance(s, NamedSharding)),
+    ):
+        shard = s.shard_shape(tuple(x.shape)) if x.shape else ()
+        total += int(np.prod(shard)) * np.dtype(x.dtype).itemsize
+    return total
+
+
+def describe(params, shardings, min_bytes: int = 0) -> list[tuple[str, tuple, P]]:
+    """(path, shape, spec) of every parameter of at least `min_bytes`, for logs/docs."""
+    rows = []
+    flat, _ = jax.tree_util.tree_flatten_with_path(params)
+    specs = jax.tree.leaves(shardings, is_leaf=lambda s: isinstance(s, NamedSharding))
+    for (path, x), s in zip(flat, specs):
+        if int(np.prod(x.shape)) * np.dtype(x.dtype).itemsize >= min_bytes:
+            rows.append(('/'.join(str(getattr(k, 'key', k)) for k in path), tuple(x.shape), s.spec))
+    return rows

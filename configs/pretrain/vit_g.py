@@ -15,5 +15,4 @@ def get_config():
         c, gpus=64, lr=6e-4, epochs=300, warmup_epochs=30, clip_grad=0.02, remat=True
     )
     c.mesh = {'data': 1, 'fsdp': -1}
-    c.sharding_rules = {'embed': 'fsdp'}
     return c

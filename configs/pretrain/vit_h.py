@@ -13,5 +13,4 @@ def get_config():
     # script turns on gradient checkpointing (--with_checkpoint).
     c = common.hybrid_script(c, gpus=64, lr=1e-3, epochs=300, warmup_epochs=30, remat=True)
     c.mesh = {'data': 1, 'fsdp': -1}
-    c.sharding_rules = {'embed': 'fsdp'}
     return c

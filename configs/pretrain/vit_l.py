@@ -12,5 +12,4 @@ def get_config():
     # 48 GPUs x 32 = 1536 videos/step; --lr 1e-3 -> peak 6e-3; 300 epochs ("1200e").
     c = common.hybrid_script(c, gpus=48, lr=1e-3, epochs=300, warmup_epochs=30)
     c.mesh = {'data': 1, 'fsdp': -1}  # FSDP for L/H/g
-    c.sharding_rules = {'embed': 'fsdp'}
     return c

@@ -81,18 +81,22 @@ def make_mesh(cfg: ml_collections.ConfigDict):
     return sharding.make_mesh([(a, axes[a]) for a in order if a in axes])
 
 
-def create_state(
+def state_shardings(
     build_model: Callable[[nnx.Rngs], nnx.Module],
     make_tx: Callable[[Any], optax.GradientTransformation],
     mesh,
     rules,
     seed: int,
 ):
-    """Creates the train state already sharded: nothing is built on one device.
+    """Everything about the train state except its values; allocates nothing.
 
     Returns:
-      (state, state_shardings, graphdef, tx) where state is
-      {'step': int32 [], 'params': pure dict, 'opt_state': optax state}.
+      (init, abstract, shardings, graphdef, tx): `init()` builds the state
+      {'step': int32 [], 'params': pure dict, 'opt_state': optax state};
+      `abstract` is its tree of jax.ShapeDtypeStruct (with .sharding), the input
+      for ahead-of-time compilation (vmae2/tools/memory_plan.py) and checkpoint
+      restores; `shardings` the matching NamedShardings (params from the rules,
+      optimizer moments like their params, scalars replicated).
     """
     abstract_model = nnx.eval_shape(lambda: build_model(nnx.Rngs(seed)))
     graphdef, _ = nnx.split(abstract_model)
@@ -114,11 +118,35 @@ def create_state(
         transform_non_params=lambda _: sharding.replicated(mesh),
     )
     shardings = {'step': sharding.replicated(mesh), 'params': param_sh, 'opt_state': opt_sh}
+    return init, abstract_like(abstract, shardings), shardings, graphdef, tx
+
+
+def create_state(
+    build_model: Callable[[nnx.Rngs], nnx.Module],
+    make_tx: Callable[[Any], optax.GradientTransformation],
+    mesh,
+    rules,
+    seed: int,
+):
+    """Creates the train state already sharded: nothing is built on one device.
+
+    Returns:
+      (state, state_shardings, graphdef, tx) where state is
+      {'step': int32 [], 'params': pure dict, 'opt_state': optax state}.
+    """
+    init, abstract, shardings, graphdef, tx = state_shardings(
+        build_model, make_tx, mesh, rules, seed
+    )
     state = jax.jit(init, out_shardings=shardings)()
-    frac = sharding.sharded_fraction(abstract_params, param_sh)
+    frac = sharding.sharded_fraction(abstract['params'], shardings['params'])
     if any(v for v in dict(rules).values()):
         level = logging.WARNING if frac < 0.98 else logging.INFO
-        log.log(level, 'parameters sharded: %.1f %% of bytes', 100 * frac)
+        log.log(
+            level,
+            'parameters sharded: %.1f %% of bytes; %.1f MiB of parameters per device',
+            100 * frac,
+            sharding.bytes_per_device(abstract['params'], shardings['params']) / 2**20,
+        )
     return state, shardings, graphdef, tx
 
 

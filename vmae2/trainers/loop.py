@@ -47,7 +47,7 @@ class _FiniteGuard:
     def check(self, workdir: str, last_good: int | None):
         if not self.pending:
             return
-        values = np.asarray(jax.device_get(jnp.stack([l for _, l in self.pending])))
+        values = np.asarray(jax.device_get(jnp.stack([loss for _, loss in self.pending])))
         bad = np.flatnonzero(~np.isfinite(values))
         if bad.size:
             step = self.pending[int(bad[0])][0]

@@ -8,6 +8,10 @@ import ml_collections
 
 TRAINERS = {
     'pretrain': 'vmae2.trainers.pretrain',
+    'finetune': 'vmae2.trainers.finetune',
+    'evaluate': 'vmae2.trainers.evaluate',
+    'distill': 'vmae2.trainers.distill',
+    'extract_features': 'vmae2.trainers.extract_features',
 }
 
 

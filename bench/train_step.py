@@ -1,0 +1,592 @@
+"""Training-step benchmark: vmae2 (JAX) against the PyTorch reference, on CPU.
+
+Usage::
+
+    python bench/train_step.py --model vit_b --batch 2 [--threads N] [--repeats R]
+        [--rows dual,v1,finetune] [--attention einsum] [--xla-flags '...']
+
+Rows (one optimisation step each: forward + backward + AdamW update):
+
+* ``dual``: pre-training with dual masking (tube 0.9 + run_cell 0.5). vmae2 against
+  (a) transformers ``VideoMAEForPreTraining`` (its decoder is the V1 decoder over
+  all encoder-masked tokens: it has no decoder masking) and (b) ``torch-dual``, a
+  minimal re-statement of the official dual-masking forward
+  (models/modeling_pretrain.py::PretrainVisionTransformer.forward) built from the
+  same transformers modules: decoder sequence = visible + run_cell-kept tokens,
+  loss on the encoder-masked ones among them.
+* ``v1``: encoder-only masking (V1 decoder over all masked tokens), vmae2 against
+  ``VideoMAEForPreTraining``.
+* ``finetune``: Classifier with 400 classes (softmax cross-entropy, no mixup),
+  vmae2 against ``VideoMAEForVideoClassification``.
+
+Every implementation runs in its own subprocess pinned with ``taskset`` to the
+same ``--threads`` cores (XLA uses every visible core; torch gets
+``set_num_threads``). The subprocesses of one row stay alive together and the
+timed steps alternate between them (A B C A B C ...), so machine noise hits all
+of them alike; the reported time is the median of ``--repeats`` steps after
+``--warmup`` untimed steps.
+
+Memory: ``rss`` is the growth of the process's peak RSS (``ru_maxrss``) from
+after imports to the end; vmae2 also gets XLA's ``memory_analysis()`` of the
+compiled step (arguments + temporaries). FLOPs: XLA ``cost_analysis()`` of the
+whole jitted step (also used to give the torch rows an achieved FLOP/s at the
+same work), and the analytic model FLOPs (6 x forward MACs, vmae2/flops.py).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PROTO = '@@bench '
+
+# name -> (variant, overrides, num_frames, input_size)
+SIZES = {
+    'vit_s': ('vit_s', (), 16, 224),
+    'vit_b': ('vit_b', (), 16, 224),
+    'tiny': (
+        'vit_s',
+        (
+            ('width', 64),
+            ('depth', 2),
+            ('num_heads', 2),
+            ('mlp_dim', 256),
+            ('decoder_width', 32),
+            ('decoder_num_heads', 2),
+            ('decoder_mlp_dim', 128),
+        ),
+        4,
+        64,
+    ),
+}
+ROWS = {
+    'dual': ('jax', 'torch-hf-v1', 'torch-dual'),
+    'v1': ('jax', 'torch-hf-v1'),
+    'finetune': ('jax', 'torch-hf'),
+}
+ROW_TITLES = {
+    'dual': 'pre-train, dual masking (tube 0.9 + run_cell 0.5)',
+    'v1': 'pre-train, encoder-only masking (V1 decoder)',
+    'finetune': 'fine-tune, Classifier 400 classes',
+}
+NUM_CLASSES = 400
+
+
+def _maxrss_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def _send(obj: dict) -> None:
+    sys.stdout.write(PROTO + json.dumps(obj) + '\n')
+    sys.stdout.flush()
+
+
+def _spec(model: str):
+    from vmae2.models import pretrain as pretrain_model
+
+    variant, overrides, frames, size = SIZES[model]
+    return pretrain_model.PretrainSpec(
+        variant=variant, num_frames=frames, input_size=size, overrides=tuple(overrides)
+    )
+
+
+def _mask_spec(spec, row: str):
+    from vmae2 import masking
+
+    if row == 'dual':
+        return masking.MaskSpec(spec.grid, 'tube', 0.9, 'run_cell', 0.5)
+    return masking.MaskSpec(spec.grid, 'tube', 0.9, 'none', 0.0)
+
+
+def _model_flops(spec, row: str, batch: int) -> float:
+    """Analytic training FLOPs of one step: 6 x forward MACs x batch (perf_anchors.md)."""
+    from vmae2 import flops
+
+    if row == 'finetune':
+        macs = flops.classifier_macs(spec, NUM_CLASSES).total
+    else:
+        m = _mask_spec(spec, row)
+        macs = flops.pretrain_macs(spec, m.num_visible, m.num_decode).total
+    return 6.0 * macs * batch
+
+
+# ----------------------------------------------------------------------------- JAX worker
+
+
+class JaxWorker:
+    """vmae2's jitted step: pre-training via trainers.pretrain, fine-tuning a minimal step."""
+
+    def __init__(self, args):
+        import jax
+        import jax.numpy as jnp
+        import numpy as np
+        import optax
+        from flax import nnx
+
+        from vmae2 import optim
+        from vmae2 import sharding
+        from vmae2 import targets
+        from vmae2.models import classifier
+        from vmae2.models import pretrain as pretrain_model
+        from vmae2.trainers import common
+        from vmae2.trainers import pretrain
+
+        self.jax = jax
+        spec = _spec(args.model)
+        mesh = sharding.make_mesh([('data', 1)])
+        schedule = optim.cosine_schedule(1.5e-4, 1e-6, 1000, 10)
+
+        def make_tx(params):
+            return optim.make_optimizer(
+                params, schedule=schedule, weight_decay=0.05, b1=0.9, b2=0.95
+            )
+
+        rng = np.random.default_rng(0)
+        video = rng.integers(
+            0, 256, (args.batch, spec.num_frames, spec.input_size, spec.input_size, 3), np.uint8
+        )
+        if args.row == 'finetune':
+
+            def build(rngs):
+                return classifier.Classifier(
+                    spec, NUM_CLASSES, attention_impl=args.attention, rngs=rngs
+                )
+
+            state, _, graphdef, tx = common.create_state(build, make_tx, mesh, {}, 0)
+
+            def loss_fn(params, batch):
+                model = nnx.merge(graphdef, nnx.State(params))
+                logits = model(targets.normalize(batch['video']))
+                return optax.softmax_cross_entropy_with_integer_labels(
+                    logits, batch['label']
+                ).mean()
+
+            def train_step(state, batch):
+                loss, grads = jax.value_and_grad(loss_fn)(state['params'], batch)
+                updates, opt_state = tx.update(grads, state['opt_state'], state['params'])
+                params = optax.apply_updates(state['params'], updates)
+                return {'step': state['step'] + 1, 'params': params, 'opt_state': opt_state}, {
+                    'loss': loss
+                }
+
+            batch = {
+                'video': jnp.asarray(video),
+                'label': jnp.asarray(rng.integers(0, NUM_CLASSES, (args.batch,)), jnp.int32),
+            }
+        else:
+            mspec = _mask_spec(spec, args.row)
+
+            def build(rngs):
+                return pretrain_model.PretrainModel(spec, attention_impl=args.attention, rngs=rngs)
+
+            state, _, graphdef, tx = common.create_state(build, make_tx, mesh, {}, 0)
+            loss_terms = pretrain.make_loss_fn(
+                graphdef, spec, mspec, dtype=jnp.float32, normalize_target=True, drop_path=False
+            )
+            train_step = pretrain.make_train_step(loss_terms, tx, schedule, mspec, 0)
+            batch = {'video': jnp.asarray(video)}
+        t0 = time.perf_counter()
+        compiled = jax.jit(train_step, donate_argnums=0).lower(state, batch).compile()
+        self.compile_s = time.perf_counter() - t0
+        cost = compiled.cost_analysis()
+        if isinstance(cost, (list, tuple)):
+            cost = cost[0] if cost else {}
+        self.xla_flops = float((cost or {}).get('flops', 0.0))
+        self.xla_bytes = float((cost or {}).get('bytes accessed', 0.0))
+        try:
+            mem = compiled.memory_analysis()
+            self.xla_mem_mib = (
+                mem.argument_size_in_bytes + mem.temp_size_in_bytes + mem.output_size_in_bytes
+            ) / 2**20
+            self.xla_temp_mib = mem.temp_size_in_bytes / 2**20
+        except Exception:  # noqa: BLE001 - backend without memory analysis
+            self.xla_mem_mib = self.xla_temp_mib = float('nan')
+        self.compiled, self.state, self.batch = compiled, state, batch
+
+    def step(self) -> float:
+        t0 = time.perf_counter()
+        self.state, metrics = self.compiled(self.state, self.batch)
+        self.jax.block_until_ready((self.state, metrics))
+        return time.perf_counter() - t0
+
+    def info(self) -> dict:
+        return {
+            'compile_s': self.compile_s,
+            'xla_flops': self.xla_flops,
+            'xla_bytes': self.xla_bytes,
+            'xla_mem_mib': self.xla_mem_mib,
+            'xla_temp_mib': self.xla_temp_mib,
+        }
+
+
+# --------------------------------------------------------------------------- torch workers
+
+
+def _hf_config(spec, *, classification: bool):
+    from transformers import VideoMAEConfig
+
+    a = spec.arch
+    return VideoMAEConfig(
+        image_size=spec.input_size,
+        patch_size=a.patch_size,
+        num_channels=3,
+        num_frames=spec.num_frames,
+        tubelet_size=spec.tubelet_size,
+        hidden_size=a.width,
+        num_hidden_layers=a.depth,
+        num_attention_heads=a.num_heads,
+        intermediate_size=a.mlp_dim,
+        hidden_act='gelu',
+        hidden_dropout_prob=0.0,
+        attention_probs_dropout_prob=0.0,
+        layer_norm_eps=1e-6,
+        qkv_bias=True,
+        use_mean_pooling=classification,
+        decoder_num_attention_heads=a.decoder_num_heads,
+        decoder_hidden_size=a.decoder_width,
+        decoder_num_hidden_layers=spec.decoder_depth,
+        decoder_intermediate_size=a.decoder_mlp_dim,
+        norm_pix_loss=True,
+        num_labels=NUM_CLASSES,
+    )
+
+
+def _tube_mask_np(spec, batch: int, rng):
+    """bool [batch, N], True = encoder-masked (official TubeMaskingGenerator)."""
+    import numpy as np
+
+    t, h, w = spec.grid
+    n_mask = int(0.9 * h * w)
+    out = np.zeros((batch, t, h * w), bool)
+    for b in range(batch):
+        out[b, :, rng.permutation(h * w)[:n_mask]] = True
+    return out.reshape(batch, -1)
+
+
+def _run_cell_keep_np(spec, batch: int, rng):
+    """bool [batch, N], True = gets a mask token in the dual-masking decoder."""
+    import numpy as np
+
+    from vmae2 import masking
+
+    table = masking.running_cell_table(spec.grid, 0.5)
+    keep = np.zeros((batch, spec.num_tokens), bool)
+    for b in range(batch):
+        keep[b, table[rng.integers(4)]] = True
+    return keep
+
+
+def _norm_pix_targets(pixel_values, spec):
+    """Per-patch normalised pixel targets [B, N, kt*p*p*3] (HF/official norm_pix_loss)."""
+    import torch
+
+    mean = torch.tensor([0.485, 0.456, 0.406])[None, None, :, None, None]
+    std = torch.tensor([0.229, 0.224, 0.225])[None, None, :, None, None]
+    frames = pixel_values * std + mean
+    b, t, c, h, w = frames.shape
+    kt, p = spec.tubelet_size, spec.arch.patch_size
+    frames = frames.view(b, t // kt, kt, c, h // p, p, w // p, p)
+    frames = frames.permute(0, 1, 4, 6, 2, 5, 7, 3).contiguous()
+    frames = frames.view(b, -1, kt * p * p, c)
+    frames = (frames - frames.mean(-2, keepdim=True)) / (
+        frames.var(-2, unbiased=True, keepdim=True).sqrt() + 1e-6
+    )
+    return frames.view(b, frames.shape[1], -1)
+
+
+class TorchWorker:
+    """transformers VideoMAE models (and the dual-masking re-statement) with AdamW."""
+
+    def __init__(self, args):
+        import numpy as np
+        import torch
+        from transformers import VideoMAEForPreTraining, VideoMAEForVideoClassification
+
+        torch.set_num_threads(args.threads)
+        torch.manual_seed(0)
+        self.torch = torch
+        spec = _spec(args.model)
+        rng = np.random.default_rng(0)
+        b = args.batch
+        pixels = torch.from_numpy(
+            rng.standard_normal(
+                (b, spec.num_frames, 3, spec.input_size, spec.input_size), np.float32
+            )
+        )
+        if args.row == 'finetune':
+            model = VideoMAEForVideoClassification(_hf_config(spec, classification=True))
+            labels = torch.from_numpy(rng.integers(0, NUM_CLASSES, (b,)))
+
+            def loss_fn():
+                return model(pixel_values=pixels, labels=labels).loss
+
+        else:
+            model = VideoMAEForPreTraining(_hf_config(spec, classification=False))
+            enc_mask = torch.from_numpy(_tube_mask_np(spec, b, rng))
+            if args.impl == 'torch-hf-v1':
+
+                def loss_fn():
+                    return model(pixel_values=pixels, bool_masked_pos=enc_mask).loss
+
+            else:  # torch-dual: official dual-masking forward on HF modules
+                dec_keep = torch.from_numpy(_run_cell_keep_np(spec, b, rng))
+                weight = enc_mask[dec_keep].view(b, -1).float()
+                n_dec = int(dec_keep[0].sum())
+                d_dec = spec.arch.decoder_width
+
+                def loss_fn():
+                    with torch.no_grad():
+                        target = _norm_pix_targets(pixels, spec)[dec_keep].view(b, n_dec, -1)
+                    x = model.videomae(pixels, bool_masked_pos=enc_mask).last_hidden_state
+                    x_vis = model.encoder_to_decoder(x)
+                    pe = model.position_embeddings.expand(b, -1, -1).to(x_vis.dtype)
+                    pe_vis = pe[~enc_mask].view(b, -1, d_dec)
+                    pe_dec = pe[dec_keep].view(b, n_dec, d_dec)
+                    full = torch.cat([x_vis + pe_vis, model.mask_token + pe_dec], dim=1)
+                    pred = model.decoder(full, n_dec).logits
+                    per_token = ((pred - target) ** 2).mean(-1)
+                    return (per_token * weight).sum() / weight.sum().clamp(min=1)
+
+        model.train()
+        self.attn_impl = getattr(model.config, '_attn_implementation', '?')
+        opt = torch.optim.AdamW(model.parameters(), lr=1e-4, betas=(0.9, 0.95), weight_decay=0.05)
+
+        def step():
+            opt.zero_grad(set_to_none=True)
+            loss = loss_fn()
+            loss.backward()
+            opt.step()
+            return loss
+
+        self._step = step
+
+    def step(self) -> float:
+        t0 = time.perf_counter()
+        self._step()
+        return time.perf_counter() - t0
+
+    def info(self) -> dict:
+        return {'attn_impl': self.attn_impl}
+
+
+def _init_framework(impl: str) -> None:
+    """Imports and starts the framework runtime so that the RSS baseline excludes it."""
+    if impl == 'jax':
+        import jax
+        import jax.numpy as jnp
+
+        jax.block_until_ready(jnp.zeros(8) + 1)
+    else:
+        import torch
+        import transformers.models.videomae.modeling_videomae  # noqa: F401
+
+        torch.zeros(8).add_(1)
+
+
+def worker_main(args) -> None:
+    _init_framework('jax' if args.impl.startswith('jax') else 'torch')
+    base = _maxrss_mib()
+    is_jax = args.impl in ('jax', 'jax-base')
+    worker = JaxWorker(args) if is_jax else TorchWorker(args)
+    for _ in range(args.warmup):
+        worker.step()
+    _send({'ready': True, **worker.info()})
+    for line in sys.stdin:
+        cmd = line.strip()
+        if cmd == 'step':
+            _send({'t': worker.step()})
+        elif cmd == 'stats':
+            _send({'rss_mib': _maxrss_mib() - base, 'base_rss_mib': base})
+        elif cmd == 'quit':
+            break
+
+
+# ----------------------------------------------------------------------------- driver
+
+
+class Proc:
+    def __init__(self, impl: str, args, row: str):
+        cmd = [
+            sys.executable,
+            os.path.abspath(__file__),
+            '--worker',
+            impl,
+            '--row',
+            row,
+            '--model',
+            args.model,
+            '--batch',
+            str(args.batch),
+            '--threads',
+            str(args.threads),
+            '--warmup',
+            str(args.warmup),
+            '--attention',
+            args.attention,
+        ]
+        cpus = args.cpus or ','.join(str(i) for i in range(args.threads))
+        cmd = ['taskset', '-c', cpus] + cmd
+        env = dict(os.environ)
+        flags = [f for f in env.get('XLA_FLAGS', '').split() if 'device_count' not in f]
+        if args.xla_flags:
+            flags.append(args.xla_flags)
+        env['XLA_FLAGS'] = ' '.join(flags)
+        env['JAX_PLATFORMS'] = 'cpu'
+        tree = args.baseline_tree if impl == 'jax-base' else ROOT
+        env['BENCH_VMAE2_TREE'] = tree
+        env['PYTHONPATH'] = tree + os.pathsep + env.get('PYTHONPATH', '')
+        env.setdefault('OMP_NUM_THREADS', str(args.threads))
+        env['TF_CPP_MIN_LOG_LEVEL'] = '2'
+        self.impl = impl
+        self.p = subprocess.Popen(
+            cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env, cwd=ROOT
+        )
+
+    def recv(self) -> dict:
+        for line in self.p.stdout:
+            if line.startswith(PROTO):
+                return json.loads(line[len(PROTO) :])
+        raise RuntimeError(f'{self.impl} worker died (exit {self.p.wait()})')
+
+    def ask(self, cmd: str) -> dict:
+        self.p.stdin.write(cmd + '\n')
+        self.p.stdin.flush()
+        return self.recv()
+
+    def close(self) -> None:
+        try:
+            self.p.stdin.write('quit\n')
+            self.p.stdin.flush()
+        except BrokenPipeError:
+            pass
+        self.p.wait(timeout=60)
+
+
+def run_row(row: str, args) -> list[dict]:
+    results = []
+    procs = []
+    try:
+        # Start one at a time so set-up / compilation does not overlap.
+        impls = ROWS[row] + (('jax-base',) if args.baseline_tree else ())
+        for impl in impls:
+            p = Proc(impl, args, row)
+            procs.append(p)
+            info = p.recv()
+            results.append({'row': row, 'impl': impl, **info, 'times': []})
+        for _ in range(args.repeats):
+            for p, r in zip(procs, results):
+                r['times'].append(p.ask('step')['t'])
+        for p, r in zip(procs, results):
+            r.update(p.ask('stats'))
+    finally:
+        for p in procs:
+            p.close()
+    return results
+
+
+def format_table(results: list[dict], args) -> str:
+    spec = _spec(args.model)
+    lines = [
+        f'model {args.model}, batch {args.batch}, threads {args.threads} '
+        f'(taskset cpus {args.cpus or ",".join(map(str, range(args.threads)))}), '
+        f'repeats {args.repeats} (median), warmup {args.warmup}, attention {args.attention}'
+        + (f', XLA_FLAGS+={args.xla_flags!r}' if args.xla_flags else ''),
+        '',
+        '| workload | implementation | step s (median) | min-max s | vmae2 / this |'
+        ' peak RSS delta MiB | XLA args+temp MiB | XLA GFLOP/step | achieved GFLOP/s |'
+        ' model GFLOP/s |',
+        '|---|---|---|---|---|---|---|---|---|---|',
+    ]
+    by_row: dict[str, list[dict]] = {}
+    for r in results:
+        by_row.setdefault(r['row'], []).append(r)
+    for row, rs in by_row.items():
+        jax_r = next(r for r in rs if r['impl'] == 'jax')
+        t_jax = statistics.median(jax_r['times'])
+        xla_flops = jax_r.get('xla_flops', 0.0)
+        model_flops = _model_flops(spec, row, args.batch)
+        for r in rs:
+            t = statistics.median(r['times'])
+            name = {'jax': 'vmae2 (JAX)', 'jax-base': 'vmae2 baseline tree'}.get(
+                r['impl'], r['impl']
+            )
+            if not r['impl'].startswith('jax'):
+                name += f' [{r.get("attn_impl", "?")}]'
+            mem = r.get('xla_mem_mib')
+            lines.append(
+                f'| {ROW_TITLES[row]} | {name} | {t:.3f} | {min(r["times"]):.3f}-'
+                f'{max(r["times"]):.3f} | {t_jax / t:.2f} | {r["rss_mib"]:.0f} | '
+                + (f'{mem:.0f}' if mem is not None else '-')
+                + ' | '
+                + (f'{r["xla_flops"] / 1e9:.1f}' if 'xla_flops' in r else '-')
+                + f' | {xla_flops / t / 1e9:.1f} | {model_flops / t / 1e9:.1f} |'
+            )
+    lines.append('')
+    lines.append(
+        'achieved GFLOP/s = XLA cost_analysis flops of the vmae2 step / median step time (the '
+        'torch rows are given the same work); model GFLOP/s = 6 x analytic forward MACs '
+        '(vmae2/flops.py) x batch / time. torch-hf-v1 in the dual row is transformers '
+        'VideoMAEForPreTraining, whose decoder is the V1 decoder (no decoder masking).'
+    )
+    return '\n'.join(lines)
+
+
+def parse_args(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    ap.add_argument('--model', default='vit_b', choices=sorted(SIZES))
+    ap.add_argument('--batch', type=int, default=2)
+    ap.add_argument('--threads', type=int, default=1)
+    ap.add_argument('--cpus', default='', help='taskset cpu list (default 0..threads-1)')
+    ap.add_argument('--repeats', type=int, default=3)
+    ap.add_argument('--warmup', type=int, default=1)
+    ap.add_argument('--rows', default='dual,v1,finetune')
+    ap.add_argument('--attention', default='einsum', choices=('einsum', 'xla'))
+    ap.add_argument('--xla-flags', default='', help='appended to XLA_FLAGS of the JAX worker')
+    ap.add_argument(
+        '--baseline-tree',
+        default='',
+        help='a copy of the repo (e.g. the models before a change) timed as an extra'
+        ' "jax-base" implementation in every row, interleaved with the others',
+    )
+    ap.add_argument('--json', default='', help='also write the raw results here')
+    ap.add_argument('--worker', default='', help=argparse.SUPPRESS)
+    ap.add_argument('--row', default='', help=argparse.SUPPRESS)
+    return ap.parse_args(argv)
+
+
+def main(argv=None) -> None:
+    args = parse_args(argv)
+    if args.worker:
+        args.impl = args.worker
+        worker_main(args)
+        return
+    rows = [r for r in args.rows.split(',') if r]
+    for r in rows:
+        if r not in ROWS:
+            raise SystemExit(f'unknown row {r!r}: choose from {sorted(ROWS)}')
+    results = []
+    for row in rows:
+        try:
+            row_results = run_row(row, args)
+        except RuntimeError as e:  # a worker died (e.g. out of memory): report, go on
+            print(f'row {row} failed: {e}', flush=True)
+            continue
+        results += row_results
+        if args.json:
+            with open(args.json, 'w') as f:
+                json.dump({'args': vars(args), 'results': results}, f, indent=1)
+        if len(rows) > 1:  # partial table as each row completes
+            print(format_table(row_results, args), flush=True)
+    print(format_table(results, args))
+
+
+if __name__ == '__main__':
+    sys.path.insert(0, os.environ.get('BENCH_VMAE2_TREE', ROOT))
+    main()

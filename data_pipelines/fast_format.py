@@ -1,0 +1,253 @@
+"""Fast training-read formats for video datasets, and their readers.
+
+Two formats, both written by ``python -m vmae2.tools.make_fast_dataset``:
+
+* ``video``: every video re-encoded with PyAV at short side 320 (official
+  VideoMAE K400 preprocessing, DATASET.md "Note 1"), H.264 (libx264, else
+  MPEG-4 Part 2) with a keyframe every ``gop`` frames (16) and no B-frames, in
+  an mp4. :func:`decode_video_seek` seeks to the keyframe at or before the first
+  wanted frame and decodes at most ``gop - 1`` frames it does not need, instead
+  of decoding from the start of the file (``decode.decode_frames``).
+* ``jpeg-arrayrecord``: one ArrayRecord file per video (``<name>.array_record``),
+  record ``i`` = frame ``i`` as a JPEG (PIL, quality 90, short side 320). Only the
+  wanted frames are read and decoded (random access, no inter-frame
+  dependency).
+
+Readers here have the contract of ``data_pipelines.decode``: ``num_frames(path,
+exact=True) -> int`` and ``decode_frames(path, indices) -> np.uint8 [len(indices),
+H, W, 3]`` RGB, raising ``VideoDecodeError``; they dispatch on the file
+extension (``.array_record`` -> JPEG frames; anything else -> seeking video
+decode, which also works on raw videos, just with less gain). ``load_clip``,
+``FastPretrainSampleTransform`` and ``make_fast_pretrain_dataset`` give the
+pre-training grain pipeline of ``data_pipelines.pipeline`` on top of them.
+"""
+
+from __future__ import annotations
+
+import functools
+import io
+import os
+from collections.abc import Sequence
+
+import av
+import grain
+import numpy as np
+from PIL import Image
+
+from data_pipelines import decode as raw_decode
+from data_pipelines import pipeline
+from data_pipelines.decode import VideoDecodeError
+from data_pipelines.sampling import pretrain_frame_indices
+from data_pipelines.sources import VideoRecord
+from data_pipelines.transforms import multi_scale_crop
+
+__all__ = [
+    "ARRAY_RECORD_SUFFIX",
+    "DEFAULT_GOP",
+    "decode_frames",
+    "decode_jpeg_frames",
+    "decode_video_seek",
+    "load_clip",
+    "make_fast_pretrain_dataset",
+    "num_frames",
+    "FastPretrainSampleTransform",
+]
+
+ARRAY_RECORD_SUFFIX = ".array_record"
+DEFAULT_GOP = 16
+
+
+def is_jpeg_arrayrecord(path: str) -> bool:
+    return os.fspath(path).endswith(ARRAY_RECORD_SUFFIX)
+
+
+@functools.lru_cache(maxsize=64)
+def _reader(path: str):
+    """An open ArrayRecordReader for random access (cached per process)."""
+    from array_record.python.array_record_module import ArrayRecordReader
+
+    if not os.path.isfile(path):
+        raise VideoDecodeError(path, "file does not exist")
+    try:
+        return ArrayRecordReader(path, "readahead_buffer_size:0")
+    except Exception as e:  # noqa: BLE001 - array_record raises plain RuntimeError/OSError
+        raise VideoDecodeError(path, f"cannot open ArrayRecord file ({e})") from e
+
+
+def _check_indices(indices) -> np.ndarray:
+    idx = np.asarray(indices, dtype=np.int64).reshape(-1)
+    if idx.size == 0:
+        raise ValueError("decode_frames: indices is empty")
+    if idx[0] < 0 or np.any(np.diff(idx) < 0):
+        raise ValueError(
+            f"decode_frames: indices must be >= 0 and non-decreasing, got {idx.tolist()}"
+        )
+    return idx
+
+
+def decode_jpeg_frames(path: str, indices: Sequence[int] | np.ndarray) -> np.ndarray:
+    """Frames ``indices`` of a JPEG ArrayRecord video: ``np.uint8 [len(indices), H, W, 3]``."""
+    idx = _check_indices(indices)
+    reader = _reader(os.fspath(path))
+    total = reader.num_records()
+    last = int(idx[-1])
+    if last >= total:
+        raise VideoDecodeError(
+            path, f"frame index {last} requested but only {total} frames stored", total
+        )
+    wanted = sorted(set(idx.tolist()))
+    try:
+        blobs = reader.read(wanted)
+        frames = {
+            i: np.asarray(Image.open(io.BytesIO(b)).convert("RGB")) for i, b in zip(wanted, blobs)
+        }
+    except (OSError, ValueError, RuntimeError) as e:
+        raise VideoDecodeError(path, f"corrupt JPEG record ({e})") from e
+    return np.stack([frames[int(i)] for i in idx])
+
+
+def _frame_index(frame: av.VideoFrame, stream, start_pts: int) -> int:
+    """Presentation index of ``frame`` from its pts (constant frame rate)."""
+    rate = stream.average_rate or stream.guessed_rate
+    return int(round(float((frame.pts - start_pts) * stream.time_base * rate)))
+
+
+def decode_video_seek(
+    path: str, indices: Sequence[int] | np.ndarray, gop: int = DEFAULT_GOP
+) -> np.ndarray:
+    """Decode frames ``indices`` of a constant-frame-rate video, seeking first.
+
+    Seeks (backward, to a keyframe) to the timestamp of frame
+    ``first - first % gop`` and decodes forward; frame numbers come from the
+    frame timestamps, so any keyframe interval gives correct frames (a longer
+    one only costs more decoding). Falls back to ``decode.decode_frames`` for a
+    stream without timestamps.
+
+    Returns:
+      ``np.uint8 [len(indices), H, W, 3]`` RGB.
+
+    Raises:
+      ValueError: empty, negative or decreasing indices.
+      VideoDecodeError: unreadable file or an index past the end.
+    """
+    idx = _check_indices(indices)
+    wanted = set(idx.tolist())
+    first, last = int(idx[0]), int(idx[-1])
+    path = os.fspath(path)
+    container = raw_decode._open(path)
+    picked: dict[int, np.ndarray] = {}
+    try:
+        stream = container.streams.video[0]
+        rate = stream.average_rate or stream.guessed_rate
+        start_pts = stream.start_time or 0
+        if not rate or stream.time_base is None:
+            container.close()
+            return raw_decode.decode_frames(path, idx)
+        target = first - first % max(gop, 1)
+        if target > 0:
+            pts = start_pts + int(round(target / float(rate) / float(stream.time_base)))
+            container.seek(pts, stream=stream, backward=True, any_frame=False)
+        count = -1
+        try:
+            for frame in container.decode(stream):
+                if frame.pts is None:
+                    raise VideoDecodeError(path, "frame without timestamp")
+                count = _frame_index(frame, stream, start_pts)
+                if count in wanted:
+                    picked[count] = frame.to_ndarray(format="rgb24")
+                if count >= last:
+                    break
+        except (av.FFmpegError, OSError, ValueError) as e:
+            raise VideoDecodeError(
+                path, f"decode error near frame {count} ({e})", decoded_frames=count + 1
+            ) from e
+    finally:
+        container.close()
+    missing = wanted - picked.keys()
+    if missing:
+        raise VideoDecodeError(
+            path,
+            f"frame index {max(missing)} requested but decoding ended at frame {count}",
+            decoded_frames=count + 1,
+        )
+    return np.stack([picked[int(i)] for i in idx])
+
+
+def num_frames(path: str, exact: bool = True) -> int:
+    """Frame count: the record count of a JPEG ArrayRecord file, else ``decode.num_frames``.
+
+    A ``video`` fast-format mp4 has an exact header count, so ``exact=False`` is
+    enough (and cheap) for it.
+    """
+    if is_jpeg_arrayrecord(path):
+        return int(_reader(os.fspath(path)).num_records())
+    return raw_decode.num_frames(path, exact=exact)
+
+
+def decode_frames(path: str, indices: Sequence[int] | np.ndarray) -> np.ndarray:
+    """Same contract as ``decode.decode_frames``; dispatches on the format of ``path``."""
+    if is_jpeg_arrayrecord(path):
+        return decode_jpeg_frames(path, indices)
+    return decode_video_seek(path, indices)
+
+
+def load_clip(
+    path: str, rng: np.random.Generator, num_frames: int = 16, sampling_rate: int = 4
+) -> np.ndarray:
+    """``pipeline.load_clip`` on the fast readers: ``np.uint8 [num_frames, H, W, 3]``."""
+    total = globals()["num_frames"](path, exact=False)
+    idx = pretrain_frame_indices(total, num_frames, sampling_rate, rng, path=path)
+    return decode_frames(path, idx)
+
+
+class FastPretrainSampleTransform(pipeline.PretrainSampleTransform):
+    """``pipeline.PretrainSampleTransform`` reading through :func:`load_clip` above."""
+
+    def _augment(self, record: VideoRecord, rng: np.random.Generator) -> np.ndarray:
+        frames = load_clip(record.path, rng, self.num_frames, self.sampling_rate)
+        return np.stack(
+            [multi_scale_crop(frames, rng, self.input_size) for _ in range(self.num_sample)]
+        )
+
+
+def make_fast_pretrain_dataset(
+    records: Sequence[VideoRecord],
+    *,
+    batch_size: int,
+    num_frames: int = 16,
+    sampling_rate: int = 4,
+    input_size: int = 224,
+    num_sample: int = 1,
+    seed: int = 0,
+    num_epochs: int | None = None,
+    worker_count: int = 0,
+) -> grain.IterDataset:
+    """``pipeline.make_pretrain_dataset`` (single shard) over fast-format records.
+
+    The graph, element format and per-element rngs are those of
+    ``make_pretrain_dataset``; only the clip reader differs. (With the hook
+    described in docs/benchmarks.md, pipeline.py would take the reader directly.)
+    """
+    if not records:
+        raise ValueError("make_fast_pretrain_dataset: records is empty")
+    records = list(records)
+    ds = grain.MapDataset.source(records).seed(seed).shuffle().repeat(num_epochs)
+    ds = ds.random_map(
+        FastPretrainSampleTransform(records, num_frames, sampling_rate, input_size, num_sample)
+    )
+    ds = ds.batch(batch_size, drop_remainder=True).map(pipeline._FlattenSamples())
+    it_ds = ds.to_iter_dataset(grain.ReadOptions(num_threads=1, prefetch_buffer_size=2))
+    if worker_count > 0:
+        pipeline._ensure_absl_flags_parsed()
+        it_ds = it_ds.mp_prefetch(grain.MultiprocessingOptions(num_workers=worker_count))
+    return it_ds
+
+
+def fast_records(directory: str) -> list[VideoRecord]:
+    """VideoRecords for every fast-format file (``.array_record`` or ``.mp4``) in ``directory``."""
+    names = sorted(
+        n for n in os.listdir(directory) if n.endswith(ARRAY_RECORD_SUFFIX) or n.endswith(".mp4")
+    )
+    if not names:
+        raise FileNotFoundError(f"no .array_record or .mp4 files in {directory!r}")
+    return [VideoRecord(path=os.path.join(directory, n)) for n in names]

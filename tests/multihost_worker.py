@@ -1,0 +1,169 @@
+"""One process of tests/multihost_test.py (run as a script, never collected).
+
+python tests/multihost_worker.py MODE WORKDIR VIDEO_DIR [PORT NUM_PROCESSES PROCESS_ID]
+
+MODE
+  train      pretrain.train for 3 steps; with PORT..., as one process of a
+             multi-process run (vmae2.distributed.initialize from the config).
+  reference  one process, same global batches: the per-process shards of a
+             2-process run are read here and concatenated in process order,
+             exactly as jax.make_array_from_process_local_data lays them out.
+  restore    one process restores the latest checkpoint of WORKDIR onto its own
+             mesh and writes the parameters to WORKDIR/restored.npz.
+
+The caller sets XLA_FLAGS (device count) and JAX_PLATFORMS=cpu.
+"""
+
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def tiny_config(video_dir: str):
+    from configs import common as config_common
+
+    c = config_common.pretrain_config('vit_s')
+    c.model.num_frames = 4
+    c.model.input_size = 32
+    c.model.decoder_depth = 1
+    c.model.overrides = dict(
+        width=32,
+        depth=1,
+        num_heads=2,
+        mlp_dim=64,
+        patch_size=8,
+        decoder_width=16,
+        decoder_num_heads=2,
+        decoder_mlp_dim=32,
+    )
+    c.masking.mask_ratio = 0.75
+    c.data.video_dir = video_dir
+    c.data.sampling_rate = 2
+    c.data.num_sample = 2
+    c.batch_size = 4  # videos per global step -> 8 clips
+    c.mesh = {'data': 1, 'fsdp': -1}  # FSDP across the processes' devices
+    c.optim.base_lr = 1.0
+    c.optim.total_steps = 3
+    c.optim.warmup_steps = 1
+    c.log_every = 1
+    c.checkpoint_every = 3
+    return c
+
+
+def main(argv):
+    mode, workdir, video_dir = argv[1:4]
+    cfg = tiny_config(video_dir)
+    if len(argv) > 4:
+        port, n, pid = argv[4:7]
+        cfg.distributed.coordinator_address = f'127.0.0.1:{port}'
+        cfg.distributed.num_processes = int(n)
+        cfg.distributed.process_id = int(pid)
+        cfg.distributed.initialization_timeout = 60
+
+    from vmae2 import distributed
+
+    distributed.initialize(cfg)
+
+    import jax
+    import numpy as np
+
+    from vmae2.trainers import pretrain
+
+    if mode == 'train':
+        pretrain.train(cfg, workdir)
+    elif mode == 'reference':
+        shards = 2
+        real = pretrain.make_dataset
+
+        class Interleaved:
+            """Global batch of a `shards`-process run, built in one process."""
+
+            def __init__(self, parts):
+                self.parts = parts
+
+            def __iter__(self):
+                self.its = [iter(p) for p in self.parts]
+                return self
+
+            def __next__(self):
+                items = [next(it) for it in self.its]
+                return {
+                    'video': np.concatenate([x['video'] for x in items]),
+                    'skipped': sum(int(x['skipped']) for x in items),
+                }
+
+            def get_state(self):
+                return [it.get_state() for it in self.its]
+
+            def set_state(self, state):
+                for it, s in zip(self.its, state):
+                    it.set_state(s)
+
+        def make_dataset(cfg, records, spec, seed):
+            from data_pipelines import pipeline as data_pipeline
+
+            return Interleaved(
+                [
+                    data_pipeline.make_pretrain_dataset(
+                        records,
+                        batch_size=cfg.batch_size // shards,
+                        num_frames=spec.num_frames,
+                        sampling_rate=cfg.data.sampling_rate,
+                        input_size=spec.input_size,
+                        num_sample=cfg.data.num_sample,
+                        seed=seed,
+                        shard_index=i,
+                        shard_count=shards,
+                    )
+                    for i in range(shards)
+                ]
+            )
+
+        pretrain.make_dataset = make_dataset
+        try:
+            pretrain.train(cfg, workdir)
+        finally:
+            pretrain.make_dataset = real
+    elif mode == 'restore':
+        import optax
+        from flax import traverse_util
+
+        from vmae2 import checkpointing
+        from vmae2 import optim
+        from vmae2.trainers import common
+
+        spec = common.model_spec(cfg)
+        mesh = common.make_mesh(cfg)
+        _, abstract, _, _, _ = common.state_shardings(
+            pretrain.build_model(cfg, spec),
+            lambda p: optim.make_optimizer(
+                p, schedule=optax.constant_schedule(1e-3), weight_decay=0.05, b1=0.9, b2=0.95
+            ),
+            mesh,
+            dict(cfg.sharding_rules),
+            cfg.seed,
+        )
+        ckpt = checkpointing.Checkpointer(workdir)
+        step = ckpt.latest_step()
+        state, data = ckpt.restore(step, abstract)
+        files = ckpt.iterator_files(step)
+        ckpt.close()
+        flat = {
+            '/'.join(map(str, k)): v
+            for k, v in traverse_util.flatten_dict(jax.device_get(state['params'])).items()
+        }
+        np.savez(
+            os.path.join(workdir, 'restored.npz'),
+            step=int(state['step']),
+            has_data=data is not None,
+            files=np.array(files),
+            **{f'p/{k}': v for k, v in flat.items()},
+        )
+    else:
+        raise SystemExit(f'unknown mode {mode!r}')
+    print(f'worker {mode} done: process {jax.process_index()} of {jax.process_count()}')
+
+
+if __name__ == '__main__':
+    main(sys.argv)
