@@ -78,7 +78,7 @@ def finetune_cfg(data_dir, variant='vit_s', trainer='finetune', **model_override
 
 
 def rows(workdir):
-    return [json.loads(l) for l in open(os.path.join(workdir, 'metrics.jsonl'))]
+    return [json.loads(line) for line in open(os.path.join(workdir, 'metrics.jsonl'))]
 
 
 def test_pretrain_finetune_evaluate_distill_extract(data_dir, tmp_path, capsys):
