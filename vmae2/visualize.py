@@ -58,19 +58,29 @@ def reconstruct_clip(
 
 
 def grid_image(
-    video: np.ndarray, masked: np.ndarray, recon: np.ndarray, num_show: int = 4, pad: int = 2
+    video: np.ndarray,
+    masked: np.ndarray,
+    recon: np.ndarray,
+    num_show: int = 4,
+    pad: int = 2,
+    min_side: int = 128,
 ) -> np.ndarray:
     """Rows original / masked / reconstruction for `num_show` evenly spaced frames.
 
-    Returns uint8 [3*(H+pad)+pad, num_show*(W+pad)+pad, 3] on a white background.
+    Frames smaller than `min_side` pixels are enlarged by an integer factor
+    (nearest neighbour, so patch edges stay sharp).
+
+    Returns uint8 [3*(H'+pad)+pad, num_show*(W'+pad)+pad, 3] on a white background.
     """
     t, h, w, _ = video.shape
+    k = max(1, -(-min_side // min(h, w)))
     frames = np.linspace(0, t - 1, min(num_show, t)).astype(int)
+    h, w = h * k, w * k
     out = np.full((3 * (h + pad) + pad, len(frames) * (w + pad) + pad, 3), 255, np.uint8)
     for r, clip in enumerate((video, masked, recon)):
         for c, f in enumerate(frames):
             y, x = pad + r * (h + pad), pad + c * (w + pad)
-            out[y : y + h, x : x + w] = clip[f]
+            out[y : y + h, x : x + w] = clip[f].repeat(k, axis=0).repeat(k, axis=1)
     return out
 
 

@@ -209,3 +209,28 @@ def accumulate_gradients(loss_terms, params, batch: dict, rng, steps: int):
     init = (jnp.zeros((), jnp.float32), jnp.zeros((), jnp.float32), zeros)
     (value, aux, grads), _ = jax.lax.scan(body, init, (jnp.arange(steps), micro))
     return (value, aux), grads
+
+
+def optimizer_step(loss_terms, tx, schedule, state, batch: dict, rng, grad_accum_steps: int):
+    """One update from a loss written as (sum, count): mean gradient, then optax.
+
+    The gradient of sum/count is taken as (sum of gradients of sum) / count, so
+    accumulation over micro-batches equals one pass over the whole batch.
+
+    Returns:
+      (new state, {'loss', 'grad_norm', 'lr'} as device scalars).
+    """
+    (total, count), grads = accumulate_gradients(
+        loss_terms, state['params'], batch, rng, grad_accum_steps
+    )
+    count = jnp.maximum(count, 1.0)
+    grads = jax.tree.map(lambda g: g / count, grads)
+    updates, opt_state = tx.update(grads, state['opt_state'], state['params'])
+    params = optax.apply_updates(state['params'], updates)
+    new_state = {**state, 'step': state['step'] + 1, 'params': params, 'opt_state': opt_state}
+    metrics = {
+        'loss': total / count,
+        'grad_norm': optax.tree.norm(grads),
+        'lr': schedule(state['step']),
+    }
+    return new_state, metrics

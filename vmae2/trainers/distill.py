@@ -30,7 +30,6 @@ import os
 import jax
 import jax.numpy as jnp
 import ml_collections
-import optax
 from flax import nnx
 
 from vmae2 import init_from as init_lib
@@ -162,20 +161,10 @@ def make_train_step(
                 )
             return per.sum(), jnp.asarray(per.shape[0], jnp.float32)
 
-        (total, count), grads = common.accumulate_gradients(
-            loss_terms, state['params'], {'x': x, 'targets': y}, drop_key, cfg.grad_accum_steps
+        new_state, metrics = common.optimizer_step(
+            loss_terms, tx, schedule, state, {'x': x, 'targets': y}, drop_key, cfg.grad_accum_steps
         )
-        count = jnp.maximum(count, 1.0)
-        grads = jax.tree.map(lambda g: g / count, grads)
-        updates, opt_state = tx.update(grads, state['opt_state'], state['params'])
-        params = optax.apply_updates(state['params'], updates)
-        new_state = {'step': state['step'] + 1, 'params': params, 'opt_state': opt_state}
-        metrics = {
-            'loss': total / count,
-            'grad_norm': optax.tree.norm(grads),
-            'lr': schedule(state['step']),
-            'mixup_lam': info['lam'],
-        }
+        metrics['mixup_lam'] = info['lam']
         return new_state, metrics
 
     return train_step

@@ -24,7 +24,6 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
-import optax
 from flax import nnx
 from jax.experimental import multihost_utils
 
@@ -222,20 +221,10 @@ def make_train_step(
     def train_step(state, batch):
         aug_key, drop_key = jax.random.split(jax.random.fold_in(base_key, state['step']))
         x, y, info = augment_on_device(aug_key, batch, num_classes, mix_cfg)
-        (total, count), grads = common.accumulate_gradients(
-            loss_terms, state['params'], {'x': x, 'targets': y}, drop_key, grad_accum_steps
+        new_state, metrics = common.optimizer_step(
+            loss_terms, tx, schedule, state, {'x': x, 'targets': y}, drop_key, grad_accum_steps
         )
-        count = jnp.maximum(count, 1.0)
-        grads = jax.tree.map(lambda g: g / count, grads)
-        updates, opt_state = tx.update(grads, state['opt_state'], state['params'])
-        params = optax.apply_updates(state['params'], updates)
-        new_state = {'step': state['step'] + 1, 'params': params, 'opt_state': opt_state}
-        metrics = {
-            'loss': total / count,
-            'grad_norm': optax.tree.norm(grads),
-            'lr': schedule(state['step']),
-            'mixup_lam': info['lam'],
-        }
+        metrics['mixup_lam'] = info['lam']
         return new_state, metrics
 
     return train_step

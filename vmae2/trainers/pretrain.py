@@ -11,7 +11,6 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
-import optax
 from flax import nnx
 
 from data_pipelines import pipeline as data_pipeline
@@ -87,20 +86,9 @@ def make_train_step(loss_terms, tx, schedule, mspec, seed: int, grad_accum_steps
         mask_rng, drop_rng = jax.random.split(jax.random.fold_in(base_key, state['step']))
         visible, decode, weight = masking.sample_masks(mask_rng, mspec, batch['video'].shape[0])
         full = {'video': batch['video'], 'visible': visible, 'decode': decode, 'weight': weight}
-        (total, count), grads = common.accumulate_gradients(
-            loss_terms, state['params'], full, drop_rng, grad_accum_steps
+        new_state, metrics = common.optimizer_step(
+            loss_terms, tx, schedule, state, full, drop_rng, grad_accum_steps
         )
-        count = jnp.maximum(count, 1.0)
-        grads = jax.tree.map(lambda g: g / count, grads)
-        updates, opt_state = tx.update(grads, state['opt_state'], state['params'])
-        params = optax.apply_updates(state['params'], updates)
-        new_state = {'step': state['step'] + 1, 'params': params, 'opt_state': opt_state}
-        metrics = {
-            'loss': total / count,
-            'grad_norm': optax.tree.norm(grads),
-            'lr': schedule(state['step']),
-            'loss_tokens': count,
-        }
         return new_state, metrics
 
     return train_step
