@@ -25,7 +25,6 @@ from vmae2.models import classifier
 from vmae2.models import pretrain
 from vmae2.tools import k710 as k710_tool
 from vmae2.trainers import common
-from vmae2.trainers import finetune
 
 TINY = (
     ('decoder_mlp_dim', 32),
@@ -72,7 +71,7 @@ def test_finetune_optimizer_applies_layer_decay_to_updates():
     cfg = ft_common.finetune_config('vit_s')
     cfg.optim.weight_decay = 0.0
     params = params_of(classifier.Classifier(SPEC, 5, rngs=nnx.Rngs(0)))
-    tx = finetune.make_tx_factory(cfg, optax.constant_schedule(0.1), 2)(params)
+    tx = common.make_tx_factory(cfg, optax.constant_schedule(0.1), 2)(params)
     grads = jax.tree.map(jnp.ones_like, params)
     updates, _ = tx.update(grads, tx.init(params), params)
     u = flat(jax.tree.map(lambda x: float(jnp.abs(x).max()), updates))

@@ -107,25 +107,6 @@ def _memory(compiled) -> dict:
     return row
 
 
-def _make_tx(cfg, schedule):
-    from vmae2 import optim
-
-    o = cfg.optim
-
-    def make_tx(params):
-        return optim.make_optimizer(
-            params,
-            schedule=schedule,
-            weight_decay=o.weight_decay,
-            b1=o.b1,
-            b2=o.b2,
-            eps=o.eps,
-            clip_grad=o.clip_grad or None,
-        )
-
-    return make_tx
-
-
 def compile_pretrain(cfg, clips_per_device: int) -> tuple[dict, float]:
     """Memory of the jitted pre-training step of `cfg` (abstract inputs)."""
     import jax
@@ -142,7 +123,7 @@ def compile_pretrain(cfg, clips_per_device: int) -> tuple[dict, float]:
     schedule = optax.constant_schedule(1e-3)
     _, abstract, shardings, graphdef, tx = common.state_shardings(
         pretrain.build_model(cfg, spec),
-        _make_tx(cfg, schedule),
+        common.make_tx_factory(cfg, schedule),
         mesh,
         dict(cfg.sharding_rules),
         cfg.seed,
@@ -213,7 +194,7 @@ def compile_finetune(cfg, clips_per_device: int, num_classes: int) -> tuple[dict
 
     _, abstract, shardings, graphdef, tx = common.state_shardings(
         build,
-        _make_tx(cfg, optax.constant_schedule(1e-3)),
+        common.make_tx_factory(cfg, optax.constant_schedule(1e-3)),
         mesh,
         dict(cfg.sharding_rules),
         cfg.seed,

@@ -234,3 +234,27 @@ def optimizer_step(loss_terms, tx, schedule, state, batch: dict, rng, grad_accum
         'lr': schedule(state['step']),
     }
     return new_state, metrics
+
+
+def make_tx_factory(cfg: ml_collections.ConfigDict, schedule, depth: int | None = None):
+    """make_tx(params) for create_state: AdamW from config.optim with the no-decay
+    set, optional clipping, and layer decay (spec 5.1) when optim.layer_decay < 1."""
+    o = cfg.optim
+    layer_decay = o.get('layer_decay', 1.0)
+
+    def make_tx(params):
+        scales = None
+        if layer_decay < 1:
+            scales = optim.layer_decay_scales(params, depth, layer_decay)
+        return optim.make_optimizer(
+            params,
+            schedule=schedule,
+            weight_decay=o.weight_decay,
+            b1=o.b1,
+            b2=o.b2,
+            eps=o.eps,
+            clip_grad=o.clip_grad or None,
+            lr_scales=scales,
+        )
+
+    return make_tx

@@ -205,7 +205,7 @@ def train(cfg: ml_collections.ConfigDict, workdir: str) -> dict:
             rngs=rngs,
         )
 
-    tx_factory = finetune.make_tx_factory(cfg, schedule, spec.arch.depth)
+    tx_factory = common.make_tx_factory(cfg, schedule, spec.arch.depth)
     state, shardings, graphdef, tx = common.create_state(
         build, tx_factory, mesh, dict(cfg.sharding_rules), cfg.seed
     )

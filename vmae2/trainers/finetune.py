@@ -34,7 +34,6 @@ from vmae2 import evaluation
 from vmae2 import init_from as init_lib
 from vmae2 import losses
 from vmae2 import mixup
-from vmae2 import optim
 from vmae2 import sharding
 from vmae2 import targets
 from vmae2.models import classifier as classifier_model
@@ -122,28 +121,6 @@ def mixup_config(cfg) -> mixup.MixupConfig:
         switch_prob=a.mixup_switch_prob,
         label_smoothing=a.smoothing,
     )
-
-
-def make_tx_factory(cfg, schedule, depth: int):
-    """AdamW with layer decay scales (spec 5.1) for create_state."""
-    o = cfg.optim
-
-    def make_tx(params):
-        scales = (
-            optim.layer_decay_scales(params, depth, o.layer_decay) if o.layer_decay < 1 else None
-        )
-        return optim.make_optimizer(
-            params,
-            schedule=schedule,
-            weight_decay=o.weight_decay,
-            b1=o.b1,
-            b2=o.b2,
-            eps=o.eps,
-            clip_grad=o.clip_grad or None,
-            lr_scales=scales,
-        )
-
-    return make_tx
 
 
 def host_tree(tree) -> Any:
@@ -338,7 +315,7 @@ def train(cfg: ml_collections.ConfigDict, workdir: str) -> dict:
     steps_per_epoch = len(data.train) // cfg.batch_size
     schedule, total_steps, peak = common.make_schedule(cfg, steps_per_epoch)
     mesh = common.make_mesh(cfg)
-    make_tx = make_tx_factory(cfg, schedule, spec.arch.depth)
+    make_tx = common.make_tx_factory(cfg, schedule, spec.arch.depth)
     state, shardings, graphdef, tx = common.create_state(
         build_model(cfg, spec, data.num_classes), make_tx, mesh, dict(cfg.sharding_rules), cfg.seed
     )

@@ -17,7 +17,6 @@ from data_pipelines import pipeline as data_pipeline
 from data_pipelines import sources
 from vmae2 import losses
 from vmae2 import masking
-from vmae2 import optim
 from vmae2 import sharding
 from vmae2 import targets
 from vmae2 import visualize
@@ -153,21 +152,12 @@ def train(cfg: ml_collections.ConfigDict, workdir: str) -> dict:
     steps_per_epoch = len(records) // cfg.batch_size
     schedule, total_steps, peak = common.make_schedule(cfg, steps_per_epoch)
     mesh = common.make_mesh(cfg)
-    o = cfg.optim
-
-    def make_tx(params):
-        return optim.make_optimizer(
-            params,
-            schedule=schedule,
-            weight_decay=o.weight_decay,
-            b1=o.b1,
-            b2=o.b2,
-            eps=o.eps,
-            clip_grad=o.clip_grad or None,
-        )
-
     state, shardings, graphdef, tx = common.create_state(
-        build_model(cfg, spec), make_tx, mesh, dict(cfg.sharding_rules), cfg.seed
+        build_model(cfg, spec),
+        common.make_tx_factory(cfg, schedule),
+        mesh,
+        dict(cfg.sharding_rules),
+        cfg.seed,
     )
     log.info(
         '%s pre-training: %.2fM parameters, %d videos, %d steps, peak lr %.3g, '
