@@ -74,12 +74,9 @@ def _dataset(args, fmt: str, workers: int):
     records = _records(fmt, args.raw_dir, args.fast_dir, args.pipeline)
     common = dict(batch_size=1, num_frames=16, sampling_rate=4, input_size=224, seed=0)
     if args.pipeline == 'pretrain':
-        if fmt == 'raw':
-            return pipeline.make_pretrain_dataset(
-                records, num_sample=args.num_sample, worker_count=workers, **common
-            )
-        return fast_format.make_fast_pretrain_dataset(
-            records, num_sample=args.num_sample, worker_count=workers, **common
+        loader = pipeline.load_clip if fmt == 'raw' else fast_format.load_clip
+        return pipeline.make_pretrain_dataset(
+            records, num_sample=args.num_sample, worker_count=workers, clip_loader=loader, **common
         )
     if fmt != 'raw':
         finetune_pipeline.decode_frames = fast_format.decode_frames

@@ -68,6 +68,7 @@ def pretrain_config(variant: str) -> ml_collections.ConfigDict:
             sampling_rate=4,  # scripts: --sampling_rate 4 (spec 4.3)
             num_sample=4,  # scripts: --num_sample 4 repeated augmentation
             worker_count=0,  # grain worker processes (0 = decode in the main process)
+            reader='video',  # video (PyAV) | fast (python -m vmae2.tools.make_fast_dataset output)
         )
     )
     # Videos per step over all processes (official batch_size x GPUs); the tensor

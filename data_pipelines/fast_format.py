@@ -17,9 +17,9 @@ Readers here have the contract of ``data_pipelines.decode``: ``num_frames(path,
 exact=True) -> int`` and ``decode_frames(path, indices) -> np.uint8 [len(indices),
 H, W, 3]`` RGB, raising ``VideoDecodeError``; they dispatch on the file
 extension (``.array_record`` -> JPEG frames; anything else -> seeking video
-decode, which also works on raw videos, just with less gain). ``load_clip``,
-``FastPretrainSampleTransform`` and ``make_fast_pretrain_dataset`` give the
-pre-training grain pipeline of ``data_pipelines.pipeline`` on top of them.
+decode, which also works on raw videos, just with less gain). ``load_clip`` is
+the reader to pass as ``clip_loader`` to ``pipeline.make_pretrain_dataset``
+(the trainer does so for ``config.data.reader='fast'``).
 """
 
 from __future__ import annotations
@@ -30,16 +30,13 @@ import os
 from collections.abc import Sequence
 
 import av
-import grain
 import numpy as np
 from PIL import Image
 
 from data_pipelines import decode as raw_decode
-from data_pipelines import pipeline
 from data_pipelines.decode import VideoDecodeError
 from data_pipelines.sampling import pretrain_frame_indices
 from data_pipelines.sources import VideoRecord
-from data_pipelines.transforms import multi_scale_crop
 
 __all__ = [
     "ARRAY_RECORD_SUFFIX",
@@ -48,9 +45,7 @@ __all__ = [
     "decode_jpeg_frames",
     "decode_video_seek",
     "load_clip",
-    "make_fast_pretrain_dataset",
     "num_frames",
-    "FastPretrainSampleTransform",
 ]
 
 ARRAY_RECORD_SUFFIX = ".array_record"
@@ -198,49 +193,6 @@ def load_clip(
     total = globals()["num_frames"](path, exact=False)
     idx = pretrain_frame_indices(total, num_frames, sampling_rate, rng, path=path)
     return decode_frames(path, idx)
-
-
-class FastPretrainSampleTransform(pipeline.PretrainSampleTransform):
-    """``pipeline.PretrainSampleTransform`` reading through :func:`load_clip` above."""
-
-    def _augment(self, record: VideoRecord, rng: np.random.Generator) -> np.ndarray:
-        frames = load_clip(record.path, rng, self.num_frames, self.sampling_rate)
-        return np.stack(
-            [multi_scale_crop(frames, rng, self.input_size) for _ in range(self.num_sample)]
-        )
-
-
-def make_fast_pretrain_dataset(
-    records: Sequence[VideoRecord],
-    *,
-    batch_size: int,
-    num_frames: int = 16,
-    sampling_rate: int = 4,
-    input_size: int = 224,
-    num_sample: int = 1,
-    seed: int = 0,
-    num_epochs: int | None = None,
-    worker_count: int = 0,
-) -> grain.IterDataset:
-    """``pipeline.make_pretrain_dataset`` (single shard) over fast-format records.
-
-    The graph, element format and per-element rngs are those of
-    ``make_pretrain_dataset``; only the clip reader differs. (With the hook
-    described in docs/benchmarks.md, pipeline.py would take the reader directly.)
-    """
-    if not records:
-        raise ValueError("make_fast_pretrain_dataset: records is empty")
-    records = list(records)
-    ds = grain.MapDataset.source(records).seed(seed).shuffle().repeat(num_epochs)
-    ds = ds.random_map(
-        FastPretrainSampleTransform(records, num_frames, sampling_rate, input_size, num_sample)
-    )
-    ds = ds.batch(batch_size, drop_remainder=True).map(pipeline._FlattenSamples())
-    it_ds = ds.to_iter_dataset(grain.ReadOptions(num_threads=1, prefetch_buffer_size=2))
-    if worker_count > 0:
-        pipeline._ensure_absl_flags_parsed()
-        it_ds = it_ds.mp_prefetch(grain.MultiprocessingOptions(num_workers=worker_count))
-    return it_ds
 
 
 def fast_records(directory: str) -> list[VideoRecord]:

@@ -31,7 +31,7 @@ from __future__ import annotations
 import importlib.util
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import av
 import grain
@@ -104,8 +104,10 @@ class PretrainSampleTransform(grain.transforms.RandomMap):
         sampling_rate: int = 4,
         input_size: int = 224,
         num_sample: int = 1,
+        clip_loader: Callable[..., np.ndarray] | None = None,
     ):
         self.records = list(records)
+        self.clip_loader = clip_loader or load_clip
         self.num_frames = num_frames
         self.sampling_rate = sampling_rate
         self.input_size = input_size
@@ -116,7 +118,7 @@ class PretrainSampleTransform(grain.transforms.RandomMap):
             raise NotImplementedError(
                 f"raw-frame folder {record.path!r} (total_frames={record.total_frames}) is not supported"
             )
-        frames = load_clip(record.path, rng, self.num_frames, self.sampling_rate)
+        frames = self.clip_loader(record.path, rng, self.num_frames, self.sampling_rate)
         return np.stack(
             [multi_scale_crop(frames, rng, self.input_size) for _ in range(self.num_sample)]
         )
@@ -177,6 +179,7 @@ def make_pretrain_dataset(
     worker_count: int = 0,
     read_threads: int = 1,
     prefetch_buffer_size: int = 2,
+    clip_loader: Callable[..., np.ndarray] | None = None,
 ) -> grain.IterDataset:
     """Build the pre-training ``grain.IterDataset`` (see module docstring for the graph).
 
@@ -192,6 +195,9 @@ def make_pretrain_dataset(
         ``jax.process_count()``); shards are disjoint.
       num_epochs: passes over ``records`` (None = forever).
       worker_count: grain worker processes (``mp_prefetch``); 0 = in-process.
+      clip_loader: f(path, rng, num_frames, sampling_rate) -> uint8 [T, H, W, 3];
+        default ``load_clip`` (PyAV, whole-file decode); ``fast_format.load_clip``
+        reads the fast formats of ``vmae2.tools.make_fast_dataset``.
       read_threads, prefetch_buffer_size: in-process prefetch threads and
         buffered batches (``grain.ReadOptions``).
 
@@ -216,7 +222,9 @@ def make_pretrain_dataset(
     # way element i of the global stream gets the same clip whatever the shard
     # count.  Map datasets are lazy, so only this shard's elements are decoded.
     ds = ds.random_map(
-        PretrainSampleTransform(records, num_frames, sampling_rate, input_size, num_sample)
+        PretrainSampleTransform(
+            records, num_frames, sampling_rate, input_size, num_sample, clip_loader
+        )
     )
     if shard_count > 1:
         ds = ds[shard_index::shard_count]

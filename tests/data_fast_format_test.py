@@ -7,6 +7,7 @@ import pytest
 
 from data_pipelines import decode
 from data_pipelines import fast_format
+from data_pipelines import pipeline
 from data_pipelines import testing
 from data_pipelines.decode import VideoDecodeError
 from vmae2.tools import make_fast_dataset
@@ -70,8 +71,9 @@ def test_errors(tmp_path):
 def test_fast_pretrain_dataset(raw_dir, tmp_path):
     out = str(tmp_path / 'fast')
     make_fast_dataset.convert(raw_dir, out, fmt='jpeg-arrayrecord')
-    ds = fast_format.make_fast_pretrain_dataset(
+    ds = pipeline.make_pretrain_dataset(
         fast_format.fast_records(out),
+        clip_loader=fast_format.load_clip,
         batch_size=2,
         num_frames=4,
         sampling_rate=2,
@@ -83,3 +85,32 @@ def test_fast_pretrain_dataset(raw_dir, tmp_path):
     assert batch['video'].shape == (4, 4, 32, 32, 3)
     assert batch['video'].dtype == np.uint8
     assert int(batch['skipped']) == 0
+
+
+def test_pretraining_reads_the_fast_format_from_config(raw_dir, tmp_path):
+    from configs import common as config_common
+    from vmae2.trainers import pretrain
+
+    out = str(tmp_path / 'fast')
+    make_fast_dataset.convert(raw_dir, out, fmt='jpeg-arrayrecord')
+    c = config_common.pretrain_config('vit_s')
+    c.model.num_frames, c.model.input_size, c.model.decoder_depth = 4, 32, 1
+    c.model.overrides = dict(
+        width=32,
+        depth=1,
+        num_heads=2,
+        mlp_dim=64,
+        patch_size=8,
+        decoder_width=16,
+        decoder_num_heads=2,
+        decoder_mlp_dim=32,
+    )
+    c.masking.mask_ratio = 0.75
+    c.data.video_dir, c.data.reader, c.data.sampling_rate, c.data.num_sample = out, 'fast', 2, 2
+    c.batch_size, c.mesh = 4, {'data': -1}
+    c.optim.total_steps, c.optim.warmup_steps, c.log_every = 2, 1, 1
+    last = pretrain.train(c, str(tmp_path / 'w'))
+    assert last['skipped_videos'] == 0 and last['loss'] > 0
+    c.data.reader = 'pickle'
+    with pytest.raises(ValueError, match="data.reader 'pickle'"):
+        pretrain.train(c, str(tmp_path / 'w2'))

@@ -19,7 +19,7 @@ path:
 
 A ``manifest.json`` (one entry per video: source, output, frames, size, fps) is
 written last. Read with ``fast_format.decode_frames`` / ``num_frames`` or the
-pre-training pipeline ``fast_format.make_fast_pretrain_dataset``.
+pre-training pipeline with ``--config.data.reader=fast``.
 """
 
 from __future__ import annotations

