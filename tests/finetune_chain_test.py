@@ -185,9 +185,9 @@ def test_pretrain_finetune_evaluate_distill_extract(data_dir, tmp_path, capsys):
     dc.batch_size, dc.eval_batch_size = 4, 8
     dc.optim.total_steps, dc.optim.warmup_steps, dc.optim.base_lr = 2, 1, 0.05
     dc.log_every = dc.checkpoint_every = 2
-    dc.teacher.path = ft_dir
-    dc.teacher.variant = 'vit_s'
-    dc.teacher.overrides = dict(TINY)
+    dc.teacher = ft_dir
+    dc.teacher_model.variant = 'vit_s'
+    dc.teacher_model.overrides = dict(TINY)
     dc.distill.temperature = 2.0
     dc.distill.label_weight = 0.5
     dc.distill.feature_weight = 1.0

@@ -1,7 +1,7 @@
 """Distillation on Kinetics-710 into a ViT-S or ViT-B student (spec 6).
 
 python main.py --config configs/distill/k710.py:vit_b --workdir W \
-    --config.teacher.path=VIT_G_K710_WORKDIR --config.init_from=STUDENT_K710_WORKDIR \
+    --config.teacher=VIT_G_K710_WORKDIR --config.init_from=STUDENT_K710_WORKDIR \
     --config.data.data_path=K710_LISTS --config.data.data_root=ROOT
 
 The official loss, temperature, epochs and lr are unpublished (issue #61): the
@@ -28,9 +28,9 @@ def get_config(arg=None):
     c = common.apply_script(c, k710.SCRIPTS[variant])
     c.script = 'vmae2 choice; schedule from ' + c.script
     c.optim.epochs = 30  # guess: the recipe is unpublished
-    c.teacher = ml_collections.ConfigDict(
+    c.teacher = ''  # vit_g K710 fine-tune: workdir, converted dir or .pth
+    c.teacher_model = ml_collections.ConfigDict(
         dict(
-            path='',  # vit_g K710 fine-tune: workdir, converted dir or .pth
             variant='vit_g',  # '' = the variant recorded with the checkpoint
             overrides={},
             head_label_map='',  # to distil into K400/600/700 students from a K710 teacher

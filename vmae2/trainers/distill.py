@@ -17,8 +17,8 @@ width -> teacher width) is trained with the student; it lives beside the
 classifier parameters and is dropped by init_from when the student is loaded
 later.
 
-The teacher (config.teacher.path: workdir, converted directory or official file;
-any size, config.teacher.variant/overrides or the checkpoint's recorded variant)
+The teacher (config.teacher: workdir, converted directory or official file;
+any size, config.teacher_model.variant/overrides or the checkpoint's recorded variant)
 is frozen: it is not in the optimiser and its outputs pass through stop_gradient.
 """
 
@@ -68,15 +68,16 @@ def classifier_part(params: dict) -> dict:
 
 def teacher_spec(cfg, student_spec) -> pretrain_model.PretrainSpec:
     """The teacher's spec: its own variant/overrides, the student's input shape."""
-    t = cfg.teacher
+    t = cfg.teacher_model
     variant, overrides = t.variant, dict(t.overrides)
     if not variant:
-        _, meta = init_lib.read_source(t.path)
+        _, meta = init_lib.read_source(cfg.teacher)
         variant = meta.get('variant')
         overrides = dict(meta.get('overrides') or {})
         if not variant:
             raise ValueError(
-                f'teacher {t.path}: no recorded variant; set --config.teacher.variant=vit_g'
+                f'teacher {cfg.teacher}: no recorded variant; set '
+                '--config.teacher_model.variant=vit_g'
             )
     return pretrain_model.PretrainSpec(
         variant=variant,
@@ -92,11 +93,11 @@ def load_teacher(cfg, spec, num_classes: int, mesh):
 
     Raises:
       ValueError: no teacher path, a teacher head that does not give
-        `num_classes` classes (use teacher.head_label_map), any mismatch.
+        `num_classes` classes (use teacher_model.head_label_map), any mismatch.
     """
-    t = cfg.teacher
-    if not t.path:
-        raise ValueError('distillation needs --config.teacher.path=CHECKPOINT')
+    t = cfg.teacher_model
+    if not cfg.teacher:
+        raise ValueError('distillation needs --config.teacher=CHECKPOINT')
     model = nnx.eval_shape(
         lambda: classifier_model.Classifier(
             spec, num_classes, attention_impl=cfg.model.attention_impl, rngs=nnx.Rngs(0)
@@ -107,7 +108,7 @@ def load_teacher(cfg, spec, num_classes: int, mesh):
     shardings = jax.tree.map(lambda s: jax.sharding.NamedSharding(mesh, s), pspecs)
     target = nnx.to_pure_dict(nnx.state(model, nnx.Param))
     params = init_lib.load(
-        t.path, target, label_map_path=t.head_label_map, require_head=True, what='teacher'
+        cfg.teacher, target, label_map_path=t.head_label_map, require_head=True, what='teacher'
     )
     return graphdef, init_lib.place(params, shardings), shardings
 
