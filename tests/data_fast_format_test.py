@@ -88,26 +88,13 @@ def test_fast_pretrain_dataset(raw_dir, tmp_path):
 
 
 def test_pretraining_reads_the_fast_format_from_config(raw_dir, tmp_path):
-    from configs import common as config_common
+    import tiny_configs
     from vmae2.trainers import pretrain
 
     out = str(tmp_path / 'fast')
     make_fast_dataset.convert(raw_dir, out, fmt='jpeg-arrayrecord')
-    c = config_common.pretrain_config('vit_s')
-    c.model.num_frames, c.model.input_size, c.model.decoder_depth = 4, 32, 1
-    c.model.overrides = dict(
-        width=32,
-        depth=1,
-        num_heads=2,
-        mlp_dim=64,
-        patch_size=8,
-        decoder_width=16,
-        decoder_num_heads=2,
-        decoder_mlp_dim=32,
-    )
-    c.masking.mask_ratio = 0.75
-    c.data.video_dir, c.data.reader, c.data.sampling_rate, c.data.num_sample = out, 'fast', 2, 2
-    c.batch_size, c.mesh = 4, {'data': -1}
+    c = tiny_configs.tiny_pretrain_config(out)
+    c.data.reader, c.mesh = 'fast', {'data': -1}
     c.optim.total_steps, c.optim.warmup_steps, c.log_every = 2, 1, 1
     last = pretrain.train(c, str(tmp_path / 'w'))
     assert last['skipped_videos'] == 0 and last['loss'] > 0

@@ -21,27 +21,9 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def tiny_config(video_dir: str):
-    from configs import common as config_common
+    import tiny_configs  # tests/ is this script's directory, so it is on sys.path
 
-    c = config_common.pretrain_config('vit_s')
-    c.model.num_frames = 4
-    c.model.input_size = 32
-    c.model.decoder_depth = 1
-    c.model.overrides = dict(
-        width=32,
-        depth=1,
-        num_heads=2,
-        mlp_dim=64,
-        patch_size=8,
-        decoder_width=16,
-        decoder_num_heads=2,
-        decoder_mlp_dim=32,
-    )
-    c.masking.mask_ratio = 0.75
-    c.data.video_dir = video_dir
-    c.data.sampling_rate = 2
-    c.data.num_sample = 2
-    c.batch_size = 4  # videos per global step -> 8 clips
+    c = tiny_configs.tiny_pretrain_config(video_dir)
     c.mesh = {'data': 1, 'fsdp': -1}  # FSDP across the processes' devices
     c.optim.base_lr = 1.0
     c.optim.total_steps = 3

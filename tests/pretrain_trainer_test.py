@@ -10,8 +10,8 @@ import numpy as np
 import optax
 import pytest
 
-from configs import common as config_common
 from data_pipelines import testing as data_testing
+import tiny_configs
 from vmae2 import checkpointing
 from vmae2 import targets
 from vmae2.trainers import common
@@ -30,25 +30,7 @@ def video_dir(tmp_path_factory):
 
 
 def tiny_config(video_dir, **overrides):
-    c = config_common.pretrain_config('vit_s')
-    c.model.num_frames = 4
-    c.model.input_size = 32
-    c.model.decoder_depth = 1
-    c.model.overrides = dict(
-        width=32,
-        depth=1,
-        num_heads=2,
-        mlp_dim=64,
-        patch_size=8,
-        decoder_width=16,
-        decoder_num_heads=2,
-        decoder_mlp_dim=32,
-    )
-    c.masking.mask_ratio = 0.75
-    c.data.video_dir = video_dir
-    c.data.sampling_rate = 2
-    c.data.num_sample = 2
-    c.batch_size = 4  # 8 clips: one per fake CPU device
+    c = tiny_configs.tiny_pretrain_config(video_dir)  # 8 clips: one per fake CPU device
     c.mesh = {'data': -1}
     c.optim.base_lr = 1.0
     c.optim.total_steps = 6
