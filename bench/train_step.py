@@ -3,7 +3,8 @@
 Usage::
 
     python bench/train_step.py --model vit_b --batch 2 [--threads N] [--repeats R]
-        [--rows dual,v1,finetune] [--attention einsum] [--xla-flags '...']
+        [--rows dual,v1,finetune] [--jax 'recompute' --jax 'einsum --xla_flag=...']
+        [--malloc default|thp|thp-keep] [--sequential]
 
 Rows (one optimisation step each: forward + backward + AdamW update):
 
@@ -24,13 +25,32 @@ same ``--threads`` cores (XLA uses every visible core; torch gets
 ``set_num_threads``). The subprocesses of one row stay alive together and the
 timed steps alternate between them (A B C A B C ...), so machine noise hits all
 of them alike; the reported time is the median of ``--repeats`` steps after
-``--warmup`` untimed steps.
+``--warmup`` untimed steps. Each timed step starts ``--gap`` seconds after the
+previous one ended, so that no worker's thread pool is still spinning on the
+cores (torch's OpenMP threads busy-wait for a while after a parallel region).
+
+Each ``--jax 'ATTN[+loop] [XLA flags]'`` adds one vmae2 implementation (attention
+implementation ATTN; ``+loop`` runs the blocks as an unrolled Python loop instead of
+the default ``lax.scan``; extra XLA flags for that worker only), so attention
+implementations and compiler flags are compared in the same run. The ratio
+column divides each time by the same-work PyTorch time (``torch-dual`` for
+dual, ``torch-hf-v1`` for v1, ``torch-hf`` for finetune).
+
+``--malloc`` (default ``thp-keep``) starts every worker, torch included, with the
+same ``GLIBC_TUNABLES``: ``thp`` backs large allocations with transparent huge
+pages; ``thp-keep`` also keeps freed memory in the process (one arena, no mmap,
+no trim), as main.py recommends for CPU training. XLA:CPU allocates its multi-GB
+temporary buffer afresh every step; with glibc's defaults the kernel takes millions
+of page faults per step (docs/benchmarks.md section 9). ``--sequential`` runs one worker at a
+time (start, warm up, one timed step, quit; round robin ``--repeats`` times)
+for variants whose memory would not fit side by side.
 
 Memory: ``rss`` is the growth of the process's peak RSS (``ru_maxrss``) from
 after imports to the end; vmae2 also gets XLA's ``memory_analysis()`` of the
-compiled step (arguments + temporaries). FLOPs: XLA ``cost_analysis()`` of the
-whole jitted step (also used to give the torch rows an achieved FLOP/s at the
-same work), and the analytic model FLOPs (6 x forward MACs, vmae2/flops.py).
+compiled step (arguments + temporaries). FLOPs: the analytic model FLOPs (6 x forward
+MACs, vmae2/flops.py) per second, the same work for every implementation of a
+row. (XLA's ``cost_analysis()`` counts a ``lax.scan`` body once, so it no longer
+measures the whole step; ``--json`` still records it.)
 """
 
 from __future__ import annotations
@@ -67,10 +87,22 @@ SIZES = {
     ),
 }
 ROWS = {
-    'dual': ('jax', 'torch-hf-v1', 'torch-dual'),
-    'v1': ('jax', 'torch-hf-v1'),
-    'finetune': ('jax', 'torch-hf'),
+    'dual': ('torch-hf-v1', 'torch-dual'),
+    'v1': ('torch-hf-v1',),
+    'finetune': ('torch-hf',),
 }
+# glibc malloc settings given to every worker (GLIBC_TUNABLES; docs/benchmarks.md section 9).
+MALLOC_TUNABLES = {
+    'default': [],
+    'thp': ['glibc.malloc.hugetlb=1'],
+    'thp-keep': [
+        'glibc.malloc.hugetlb=1',
+        'glibc.malloc.arena_max=1',
+        'glibc.malloc.mmap_max=0',
+        'glibc.malloc.trim_threshold=68719476736',
+    ],
+}
+SAME_WORK = {'dual': 'torch-dual', 'v1': 'torch-hf-v1', 'finetune': 'torch-hf'}
 ROW_TITLES = {
     'dual': 'pre-train, dual masking (tube 0.9 + run_cell 0.5)',
     'v1': 'pre-train, encoder-only masking (V1 decoder)',
@@ -140,6 +172,9 @@ class JaxWorker:
 
         self.jax = jax
         spec = _spec(args.model)
+        # 'ATTENTION' or 'ATTENTION+loop' (blocks as a Python loop instead of lax.scan).
+        attention, _, layout = args.attention.partition('+')
+        scan = layout != 'loop'
         mesh = sharding.make_mesh([('data', 1)])
         schedule = optim.cosine_schedule(1.5e-4, 1e-6, 1000, 10)
 
@@ -156,7 +191,7 @@ class JaxWorker:
 
             def build(rngs):
                 return classifier.Classifier(
-                    spec, NUM_CLASSES, attention_impl=args.attention, rngs=rngs
+                    spec, NUM_CLASSES, attention_impl=attention, scan_layers=scan, rngs=rngs
                 )
 
             state, _, graphdef, tx = common.create_state(build, make_tx, mesh, {}, 0)
@@ -184,7 +219,9 @@ class JaxWorker:
             mspec = _mask_spec(spec, args.row)
 
             def build(rngs):
-                return pretrain_model.PretrainModel(spec, attention_impl=args.attention, rngs=rngs)
+                return pretrain_model.PretrainModel(
+                    spec, attention_impl=attention, scan_layers=scan, rngs=rngs
+                )
 
             state, _, graphdef, tx = common.create_state(build, make_tx, mesh, {}, 0)
             loss_terms = pretrain.make_loss_fn(
@@ -393,7 +430,7 @@ def _init_framework(impl: str) -> None:
 def worker_main(args) -> None:
     _init_framework('jax' if args.impl.startswith('jax') else 'torch')
     base = _maxrss_mib()
-    is_jax = args.impl in ('jax', 'jax-base')
+    is_jax = args.impl.startswith('jax')
     worker = JaxWorker(args) if is_jax else TorchWorker(args)
     for _ in range(args.warmup):
         worker.step()
@@ -401,7 +438,17 @@ def worker_main(args) -> None:
     for line in sys.stdin:
         cmd = line.strip()
         if cmd == 'step':
-            _send({'t': worker.step()})
+            r0 = resource.getrusage(resource.RUSAGE_SELF)
+            t = worker.step()
+            r1 = resource.getrusage(resource.RUSAGE_SELF)
+            _send(
+                {
+                    't': t,
+                    'minflt': r1.ru_minflt - r0.ru_minflt,
+                    'cpu_s': r1.ru_utime + r1.ru_stime - r0.ru_utime - r0.ru_stime,
+                    'sys_s': r1.ru_stime - r0.ru_stime,
+                }
+            )
         elif cmd == 'stats':
             _send({'rss_mib': _maxrss_mib() - base, 'base_rss_mib': base})
         elif cmd == 'quit':
@@ -411,8 +458,25 @@ def worker_main(args) -> None:
 # ----------------------------------------------------------------------------- driver
 
 
+def _jax_variant(impl: str, args) -> tuple[str, str]:
+    """'jax<i>' -> (attention impl, extra XLA flags) of the i-th --jax option."""
+    spec = args.jax[0] if impl == 'jax-base' else args.jax[int(impl[3:])]
+    attention, _, flags = spec.strip().partition(' ')
+    return attention, flags.strip()
+
+
+def _impl_name(impl: str, args) -> str:
+    if impl == 'jax-base':
+        return 'vmae2 baseline tree'
+    if impl.startswith('jax'):
+        attention, flags = _jax_variant(impl, args)
+        return f'vmae2 [{attention}]' + (f' {flags}' if flags else '')
+    return impl
+
+
 class Proc:
     def __init__(self, impl: str, args, row: str):
+        attention, variant_flags = _jax_variant(impl, args) if impl.startswith('jax') else ('', '')
         cmd = [
             sys.executable,
             os.path.abspath(__file__),
@@ -429,15 +493,17 @@ class Proc:
             '--warmup',
             str(args.warmup),
             '--attention',
-            args.attention,
+            attention or 'einsum',
         ]
         cpus = args.cpus or ','.join(str(i) for i in range(args.threads))
         cmd = ['taskset', '-c', cpus] + cmd
         env = dict(os.environ)
         flags = [f for f in env.get('XLA_FLAGS', '').split() if 'device_count' not in f]
-        if args.xla_flags:
-            flags.append(args.xla_flags)
+        flags += [f for f in (args.xla_flags, variant_flags) if f]
         env['XLA_FLAGS'] = ' '.join(flags)
+        if MALLOC_TUNABLES[args.malloc]:
+            tunables = [t for t in env.get('GLIBC_TUNABLES', '').split(':') if t]
+            env['GLIBC_TUNABLES'] = ':'.join(tunables + MALLOC_TUNABLES[args.malloc])
         env['JAX_PLATFORMS'] = 'cpu'
         tree = args.baseline_tree if impl == 'jax-base' else ROOT
         env['BENCH_VMAE2_TREE'] = tree
@@ -469,20 +535,54 @@ class Proc:
         self.p.wait(timeout=60)
 
 
+def _row_impls(row: str, args) -> list[str]:
+    jax_impls = [f'jax{i}' for i in range(len(args.jax))]
+    return jax_impls + list(ROWS[row]) + (['jax-base'] if args.baseline_tree else [])
+
+
+def run_row_sequential(row: str, args) -> list[dict]:
+    """One worker alive at a time: start, warm up, one timed step, quit; round robin."""
+    results = {
+        impl: {'row': row, 'impl': impl, 'times': [], 'rss_mib': 0.0}
+        for impl in _row_impls(row, args)
+    }
+    for _ in range(args.repeats):
+        for impl, r in results.items():
+            p = Proc(impl, args, row)
+            try:
+                r.update(p.recv())
+                time.sleep(args.gap)
+                reply = p.ask('step')
+                r['times'].append(reply['t'])
+                for key in ('minflt', 'cpu_s', 'sys_s'):
+                    r.setdefault(key, []).append(reply[key])
+                r['rss_mib'] = max(r['rss_mib'], p.ask('stats')['rss_mib'])
+            finally:
+                p.close()
+    return list(results.values())
+
+
 def run_row(row: str, args) -> list[dict]:
+    if args.sequential:
+        return run_row_sequential(row, args)
     results = []
     procs = []
     try:
         # Start one at a time so set-up / compilation does not overlap.
-        impls = ROWS[row] + (('jax-base',) if args.baseline_tree else ())
-        for impl in impls:
+        for impl in _row_impls(row, args):
             p = Proc(impl, args, row)
             procs.append(p)
             info = p.recv()
             results.append({'row': row, 'impl': impl, **info, 'times': []})
         for _ in range(args.repeats):
             for p, r in zip(procs, results):
-                r['times'].append(p.ask('step')['t'])
+                # Let the previous worker's thread pools stop spinning (torch's OpenMP
+                # threads busy-wait after a step and would steal the cores).
+                time.sleep(args.gap)
+                reply = p.ask('step')
+                r['times'].append(reply['t'])
+                for key in ('minflt', 'cpu_s', 'sys_s'):
+                    r.setdefault(key, []).append(reply[key])
         for p, r in zip(procs, results):
             r.update(p.ask('stats'))
     finally:
@@ -496,42 +596,36 @@ def format_table(results: list[dict], args) -> str:
     lines = [
         f'model {args.model}, batch {args.batch}, threads {args.threads} '
         f'(taskset cpus {args.cpus or ",".join(map(str, range(args.threads)))}), '
-        f'repeats {args.repeats} (median), warmup {args.warmup}, attention {args.attention}'
-        + (f', XLA_FLAGS+={args.xla_flags!r}' if args.xla_flags else ''),
+        f'repeats {args.repeats} (median), warmup {args.warmup}, '
+        f'{"sequential" if args.sequential else "interleaved"}, '
+        f'malloc {args.malloc}' + (f', XLA_FLAGS+={args.xla_flags!r}' if args.xla_flags else ''),
         '',
-        '| workload | implementation | step s (median) | min-max s | vmae2 / this |'
-        ' peak RSS delta MiB | XLA args+temp MiB | XLA GFLOP/step | achieved GFLOP/s |'
-        ' model GFLOP/s |',
-        '|---|---|---|---|---|---|---|---|---|---|',
+        '| workload | implementation | step s (median) | min-max s | this / same-work torch |'
+        ' peak RSS delta MiB | XLA args+temp MiB | model GFLOP/s |',
+        '|---|---|---|---|---|---|---|---|',
     ]
     by_row: dict[str, list[dict]] = {}
     for r in results:
         by_row.setdefault(r['row'], []).append(r)
     for row, rs in by_row.items():
-        jax_r = next(r for r in rs if r['impl'] == 'jax')
-        t_jax = statistics.median(jax_r['times'])
-        xla_flops = jax_r.get('xla_flops', 0.0)
+        ref_r = next(r for r in rs if r['impl'] == SAME_WORK[row])
+        t_ref = statistics.median(ref_r['times'])
         model_flops = _model_flops(spec, row, args.batch)
         for r in rs:
             t = statistics.median(r['times'])
-            name = {'jax': 'vmae2 (JAX)', 'jax-base': 'vmae2 baseline tree'}.get(
-                r['impl'], r['impl']
-            )
+            name = _impl_name(r['impl'], args)
             if not r['impl'].startswith('jax'):
                 name += f' [{r.get("attn_impl", "?")}]'
             mem = r.get('xla_mem_mib')
             lines.append(
                 f'| {ROW_TITLES[row]} | {name} | {t:.3f} | {min(r["times"]):.3f}-'
-                f'{max(r["times"]):.3f} | {t_jax / t:.2f} | {r["rss_mib"]:.0f} | '
+                f'{max(r["times"]):.3f} | {t / t_ref:.2f} | {r["rss_mib"]:.0f} | '
                 + (f'{mem:.0f}' if mem is not None else '-')
-                + ' | '
-                + (f'{r["xla_flops"] / 1e9:.1f}' if 'xla_flops' in r else '-')
-                + f' | {xla_flops / t / 1e9:.1f} | {model_flops / t / 1e9:.1f} |'
+                + f' | {model_flops / t / 1e9:.1f} |'
             )
     lines.append('')
     lines.append(
-        'achieved GFLOP/s = XLA cost_analysis flops of the vmae2 step / median step time (the '
-        'torch rows are given the same work); model GFLOP/s = 6 x analytic forward MACs '
+        'model GFLOP/s = 6 x analytic forward MACs '
         '(vmae2/flops.py) x batch / time. torch-hf-v1 in the dual row is transformers '
         'VideoMAEForPreTraining, whose decoder is the V1 decoder (no decoder masking).'
     )
@@ -547,8 +641,26 @@ def parse_args(argv=None):
     ap.add_argument('--repeats', type=int, default=3)
     ap.add_argument('--warmup', type=int, default=1)
     ap.add_argument('--rows', default='dual,v1,finetune')
-    ap.add_argument('--attention', default='einsum', choices=('einsum', 'xla'))
-    ap.add_argument('--xla-flags', default='', help='appended to XLA_FLAGS of the JAX worker')
+    ap.add_argument(
+        '--jax',
+        action='append',
+        default=None,
+        help="one vmae2 implementation: 'ATTENTION[+loop] [XLA flags]' (repeatable;"
+        " +loop: blocks unrolled instead of lax.scan; default 'recompute')",
+    )
+    ap.add_argument('--attention', default='einsum', help=argparse.SUPPRESS)  # worker side
+    ap.add_argument('--xla-flags', default='', help='appended to XLA_FLAGS of every JAX worker')
+    ap.add_argument(
+        '--malloc',
+        default='thp-keep',
+        choices=sorted(MALLOC_TUNABLES),
+        help='glibc malloc tunables of every worker, torch included (default thp-keep,'
+        " main.py's CPU_GLIBC_TUNABLES)",
+    )
+    ap.add_argument(
+        '--gap', type=float, default=1.0, help='idle seconds before each timed step (default 1)'
+    )
+    ap.add_argument('--sequential', action='store_true', help='one worker alive at a time (memory)')
     ap.add_argument(
         '--baseline-tree',
         default='',
@@ -563,6 +675,8 @@ def parse_args(argv=None):
 
 def main(argv=None) -> None:
     args = parse_args(argv)
+    if not args.jax:
+        args.jax = ['recompute']
     if args.worker:
         args.impl = args.worker
         worker_main(args)

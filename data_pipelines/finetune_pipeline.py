@@ -36,19 +36,31 @@ Views per video: ``mode='val'``: 1 (centre clip, short side S + centre crop);
 ``mode='test'``: ``test_num_segment * test_num_crop`` (spec 5.4).  An
 unreadable video is logged and its rows are returned with ``valid=False``
 (officially the test loader retries the same file forever).
+
+Frame reader: every dataset reads video files through a :class:`FrameReader`
+(``num_frames(path, exact)`` + ``decode_frames(path, indices)``, the contract of
+``data_pipelines.decode``): ``VIDEO_READER`` (PyAV, the default) or
+``FAST_READER`` (``data_pipelines.fast_format``: the output of ``python -m
+vmae2.tools.make_fast_dataset``, JPEG ArrayRecord or short-GOP mp4), chosen by
+name with :func:`get_frame_reader` (the trainers' ``config.data.reader``).
+:func:`fast_format_records` points a labelled list at the fast-format files.
+Raw-frame folders are always read with ``rawframes.load_rawframes``.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import logging
 import math
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import av
 import grain
 import numpy as np
 
+from data_pipelines import fast_format
 from data_pipelines.decode import VideoDecodeError, decode_frames
 from data_pipelines.decode import num_frames as count_frames
 from data_pipelines.finetune_sampling import (
@@ -70,6 +82,12 @@ from data_pipelines.rawframes import load_rawframes
 
 __all__ = [
     "SAMPLERS",
+    "FrameReader",
+    "VIDEO_READER",
+    "FAST_READER",
+    "READERS",
+    "get_frame_reader",
+    "fast_format_records",
     "load_record_frames",
     "FinetuneSampleTransform",
     "make_finetune_train_dataset",
@@ -92,7 +110,97 @@ def _reason(e: BaseException) -> str:
     return e.reason if isinstance(e, VideoDecodeError) else f"{type(e).__name__}: {e}"
 
 
-def load_record_frames(record: ClsRecord, index_fn) -> np.ndarray:
+@dataclasses.dataclass(frozen=True)
+class FrameReader:
+    """How video files are read: two functions with the contract of ``data_pipelines.decode``.
+
+    Attributes:
+      num_frames: ``(path, exact) -> int`` frame count (``exact=False``: the
+        cheap header count is enough).
+      decode_frames: ``(path, indices) -> np.uint8 [len(indices), H, W, 3]`` RGB
+        for non-decreasing indices; raises ``VideoDecodeError`` on an unreadable
+        file (with ``decoded_frames`` set when the file ends early).
+
+    Both must be module-level functions so that grain worker processes can
+    pickle the datasets that hold the reader.
+    """
+
+    num_frames: Callable[..., int]
+    decode_frames: Callable[..., np.ndarray]
+
+
+def _pyav_num_frames(path: str, exact: bool = True) -> int:
+    return count_frames(path, exact=exact)
+
+
+def _pyav_decode_frames(path: str, indices) -> np.ndarray:
+    return decode_frames(path, indices)
+
+
+# PyAV (data_pipelines.decode). The module globals count_frames / decode_frames
+# are looked up per call, so code that swaps them (bench/data.py) still works.
+VIDEO_READER = FrameReader(_pyav_num_frames, _pyav_decode_frames)
+FAST_READER = FrameReader(fast_format.num_frames, fast_format.decode_frames)
+READERS = {"video": VIDEO_READER, "fast": FAST_READER}
+
+
+def get_frame_reader(name: str) -> FrameReader:
+    """The reader of ``config.data.reader``: ``'video'`` (PyAV) or ``'fast'`` (fast format).
+
+    Raises:
+      ValueError: another name.
+    """
+    if name not in READERS:
+        raise ValueError(f"data.reader {name!r}: choose one of {tuple(READERS)}")
+    return READERS[name]
+
+
+_FAST_SUFFIXES = {"video": ".mp4", "jpeg-arrayrecord": fast_format.ARRAY_RECORD_SUFFIX}
+
+
+def fast_format_records(records: Sequence[ClsRecord], data_root: str = "") -> list[ClsRecord]:
+    """A labelled list re-addressed to the fast-format copies of its videos.
+
+    ``python -m vmae2.tools.make_fast_dataset --input ROOT --output FAST`` writes
+    the video ``ROOT/a/b.avi`` to ``FAST/a/b.mp4`` (``--format video``) or
+    ``FAST/a/b.array_record`` (``--format jpeg-arrayrecord``) and the format in
+    ``FAST/manifest.json``.  So the list is read with ``data_root=FAST`` instead
+    of ``ROOT`` (list files unchanged), and when ``{data_root}/manifest.json``
+    exists every video path's extension is replaced by that format's
+    (``FAST/a/b.avi`` -> ``FAST/a/b.array_record``).  Without a manifest the
+    paths are kept as listed (a list may name fast-format files directly).
+    Raw-frame folders are kept (they are not converted).  A missing fast file
+    is an unreadable video, skipped and counted like any other.
+
+    Args:
+      records: as read by ``labels.read_finetune_list(list, data_root)``.
+      data_root: the folder written by ``make_fast_dataset`` (the list's data_root).
+
+    Returns:
+      new records, same order and labels.
+
+    Raises:
+      ValueError: a manifest whose format is unknown.
+    """
+    manifest = os.path.join(data_root, "manifest.json") if data_root else ""
+    if not manifest or not os.path.isfile(manifest):
+        return list(records)
+    with open(manifest, encoding="utf-8") as f:
+        fmt = json.load(f).get("format")
+    if fmt not in _FAST_SUFFIXES:
+        raise ValueError(
+            f"{manifest}: unknown fast format {fmt!r}, expected {sorted(_FAST_SUFFIXES)}"
+        )
+    suffix = _FAST_SUFFIXES[fmt]
+    return [
+        dataclasses.replace(r, path=os.path.splitext(r.path)[0] + suffix) if r.is_video else r
+        for r in records
+    ]
+
+
+def load_record_frames(
+    record: ClsRecord, index_fn, frame_reader: FrameReader = VIDEO_READER
+) -> np.ndarray:
     """Decode the frames ``index_fn(total_frames)`` of a video file or raw-frame folder.
 
     For a video file ``total_frames`` is the container's header count (cheap,
@@ -103,6 +211,7 @@ def load_record_frames(record: ClsRecord, index_fn) -> np.ndarray:
     Args:
       record: the sample.
       index_fn: ``total_frames -> int64 [n]`` non-decreasing indices.
+      frame_reader: how video files are read (default PyAV).
 
     Returns:
       ``np.uint8 [n, H, W, 3]`` RGB.
@@ -112,16 +221,16 @@ def load_record_frames(record: ClsRecord, index_fn) -> np.ndarray:
     """
     if not record.is_video:
         return load_rawframes(record.path, index_fn(record.total_frames))
-    total = count_frames(record.path, exact=False)
+    total = frame_reader.num_frames(record.path, exact=False)
     if total < 1:
         raise VideoDecodeError(record.path, "video has no frames")
     try:
-        return decode_frames(record.path, index_fn(total))
+        return frame_reader.decode_frames(record.path, index_fn(total))
     except VideoDecodeError as e:
         short = e.decoded_frames
         if short is None or short < 1 or short >= total:
             raise
-    return decode_frames(record.path, index_fn(short))
+    return frame_reader.decode_frames(record.path, index_fn(short))
 
 
 def _check_sampler(sampler: str) -> None:
@@ -159,6 +268,7 @@ class FinetuneSampleTransform(grain.transforms.RandomMap):
         reprob: float = 0.25,
         sampler: str = "dense",
         rand_augment_spec: str = "rand-m7-n4-mstd0.5-inc1",
+        frame_reader: FrameReader = VIDEO_READER,
     ):
         _check_sampler(sampler)
         self.records = list(records)
@@ -170,18 +280,21 @@ class FinetuneSampleTransform(grain.transforms.RandomMap):
         self.flip = flip
         self.reprob = reprob
         self.sampler = sampler
+        self.frame_reader = frame_reader
 
     def _frames(self, record: ClsRecord, rng: np.random.Generator) -> np.ndarray:
         if self.sampler == "tsn":
             return load_record_frames(
                 record,
                 lambda n: tsn_segment_indices(n, self.num_frames, "train", rng, record.path),
+                self.frame_reader,
             )
         return load_record_frames(
             record,
             lambda n: dense_clip_indices(
                 n, self.num_frames, self.sampling_rate, "train", rng, record.path
             ),
+            self.frame_reader,
         )
 
     def random_map(self, element: ClsRecord, rng: np.random.Generator) -> dict[str, np.ndarray]:
@@ -256,6 +369,7 @@ def make_finetune_train_dataset(
     num_epochs: int | None = None,
     read_threads: int = 1,
     prefetch_buffer_size: int = 2,
+    frame_reader: FrameReader = VIDEO_READER,
 ) -> grain.IterDataset:
     """Build the fine-tuning training ``grain.IterDataset`` (module docstring: graph, element).
 
@@ -275,6 +389,8 @@ def make_finetune_train_dataset(
       sampler: ``'dense'`` (Kinetics-style) or ``'tsn'`` (SSv2).
       num_epochs: passes over ``records`` (None = forever).
       read_threads, prefetch_buffer_size: ``grain.ReadOptions``.
+      frame_reader: how video files are read: ``VIDEO_READER`` (PyAV, default)
+        or ``FAST_READER`` (``make_fast_dataset`` output; see :func:`get_frame_reader`).
 
     Returns:
       IterDataset; ``iter(ds)`` supports ``get_state``/``set_state``.
@@ -299,6 +415,7 @@ def make_finetune_train_dataset(
         flip,
         reprob,
         sampler,
+        frame_reader=frame_reader,
     )
     ds = grain.MapDataset.source(records).seed(seed).shuffle().repeat(num_epochs)
     # random_map before the shard slice: grain seeds each element's rng by its
@@ -370,6 +487,7 @@ class EvalVideoTransform(grain.transforms.Map):
         test_num_crop: int = 3,
         mode: str = "test",
         sampler: str = "dense",
+        frame_reader: FrameReader = VIDEO_READER,
     ):
         _check_sampler(sampler)
         self.views = eval_views_per_video(mode, test_num_segment, test_num_crop)
@@ -380,24 +498,28 @@ class EvalVideoTransform(grain.transforms.Map):
         self.test_num_crop = test_num_crop
         self.mode = mode
         self.sampler = sampler
+        self.frame_reader = frame_reader
 
     def _clips(self, record: ClsRecord) -> np.ndarray:
-        t, size = self.num_frames, self.input_size
+        t, size, reader = self.num_frames, self.input_size, self.frame_reader
         if self.mode == "val":
             if self.sampler == "tsn":
                 frames = load_record_frames(
-                    record, lambda n: tsn_segment_indices(n, t, "val", path=record.path)
+                    record, lambda n: tsn_segment_indices(n, t, "val", path=record.path), reader
                 )
             else:
                 frames = load_record_frames(
                     record,
                     lambda n: dense_clip_indices(n, t, self.sampling_rate, "val", path=record.path),
+                    reader,
                 )
             return val_view(frames, size)[None]
         s = self.test_num_segment
         if self.sampler == "tsn":
             buffer = resize_short_side(
-                load_record_frames(record, lambda n: tsn_test_all_indices(n, s, t, record.path)),
+                load_record_frames(
+                    record, lambda n: tsn_test_all_indices(n, s, t, record.path), reader
+                ),
                 size,
             )
             temporal = [buffer[chunk::s] for chunk in range(s)]
@@ -406,6 +528,7 @@ class EvalVideoTransform(grain.transforms.Map):
                 load_record_frames(
                     record,
                     lambda n: dense_test_sampled_indices(n, t, self.sampling_rate, record.path),
+                    reader,
                 ),
                 size,
             )
@@ -458,6 +581,7 @@ def make_eval_dataset(
     sampler: str = "dense",
     read_threads: int = 1,
     prefetch_buffer_size: int = 2,
+    frame_reader: FrameReader = VIDEO_READER,
 ) -> grain.IterDataset:
     """Build the finite validation/test ``grain.IterDataset`` (module docstring: element).
 
@@ -477,6 +601,7 @@ def make_eval_dataset(
       sampler: ``'dense'`` or ``'tsn'``.
       read_threads, prefetch_buffer_size: ``grain.ReadOptions`` (videos decoded
         in parallel).
+      frame_reader: how video files are read (default PyAV; see :func:`get_frame_reader`).
 
     Returns:
       IterDataset yielding one pass.
@@ -500,7 +625,14 @@ def make_eval_dataset(
         items.append((-1, None, rows))
         pad -= rows
     transform = EvalVideoTransform(
-        num_frames, sampling_rate, input_size, test_num_segment, test_num_crop, mode, sampler
+        num_frames,
+        sampling_rate,
+        input_size,
+        test_num_segment,
+        test_num_crop,
+        mode,
+        sampler,
+        frame_reader=frame_reader,
     )
     ds = grain.MapDataset.source(items).map(transform)
     it_ds = ds.to_iter_dataset(

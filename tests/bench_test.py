@@ -35,7 +35,7 @@ def test_train_step_bench_tiny():
     )
     # One row (two worker processes) keeps this near 30 s on an idle 2-core machine.
     assert '| workload | implementation |' in out
-    for impl in ('vmae2 (JAX)', 'torch-hf'):
+    for impl in ('vmae2 [recompute]', 'torch-hf'):
         assert impl in out, out
 
 

@@ -193,6 +193,7 @@ def make_dataset(cfg, records, spec, mode: str):
         sampler=d.sampler,
         read_threads=d.read_threads,
         prefetch_buffer_size=max(2, d.read_threads),
+        frame_reader=finetune_pipeline.get_frame_reader(d.get('reader', 'video')),
     )
 
 

@@ -33,6 +33,7 @@ class Classifier(nnx.Module):
         init_scale: float = 0.001,
         attention_impl: str = 'einsum',
         remat_policy: str = 'none',
+        scan_layers: bool = True,
         param_dtype=jnp.float32,
         rngs: nnx.Rngs,
     ):
@@ -51,6 +52,7 @@ class Classifier(nnx.Module):
             kernel_init=layers.trunc_normal_002,
             attention_impl=attention_impl,
             remat_policy=remat_policy,
+            scan_layers=scan_layers,
             param_dtype=param_dtype,
             rngs=rngs,
         )

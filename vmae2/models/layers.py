@@ -16,7 +16,7 @@ from flax import nnx
 
 Initializer = Callable[..., jax.Array]
 
-ATTENTION_IMPLS = ('einsum', 'xla', 'cudnn')
+ATTENTION_IMPLS = ('einsum', 'recompute', 'xla', 'cudnn')
 
 # Official pre-training init: xavier_uniform on every Linear (qkv as one
 # (3d x d) matrix), bias 0 (models/modeling_pretrain.py::_init_weights).
@@ -87,12 +87,61 @@ def drop_path(x: jax.Array, rate: float, rng: jax.Array | None) -> jax.Array:
 
     Identity when `rate` is 0 or `rng` is None (evaluation).
     """
-    if rate == 0.0 or rng is None:
+    if rng is None or (isinstance(rate, float) and rate == 0.0):
         return x
     keep = 1.0 - rate
     shape = (x.shape[0],) + (1,) * (x.ndim - 1)
     mask = jax.random.bernoulli(rng, keep, shape)
     return jnp.where(mask, x / keep, 0).astype(x.dtype)
+
+
+def _attention_forward(q, k, v):
+    """Softmax attention that also returns the row log-sum-exp [b, h, q, 1] (float32)."""
+    logits = jnp.einsum('bqhd,bkhd->bhqk', q, k, preferred_element_type=jnp.float32)
+    row_max = jax.lax.stop_gradient(logits.max(-1, keepdims=True))
+    unnorm = jnp.exp(logits - row_max)
+    row_sum = unnorm.sum(-1, keepdims=True)
+    probs = (unnorm / row_sum).astype(q.dtype)
+    out = jnp.einsum('bhqk,bkhd->bqhd', probs, v)
+    return out, row_max + jnp.log(row_sum)
+
+
+@jax.custom_vjp
+def recompute_attention(q: jax.Array, k: jax.Array, v: jax.Array) -> jax.Array:
+    """softmax(q k^T) v over [batch, tokens, heads, head_dim] (q already scaled).
+
+    Same values as the einsum path, but the backward keeps only q, k, v, the
+    output and the row log-sum-exp and recomputes the [b, h, n, n] probabilities,
+    as FlashAttention does (Dao et al. 2022, algorithm 4, without tiling). Logits,
+    softmax and its gradient are float32 whatever the dtype of q, k, v. Saves
+    12 x 2 x [b, h, n, n] float32 of residuals per ViT-B step; see docs/benchmarks.md.
+    """
+    return _attention_forward(q, k, v)[0]
+
+
+def _recompute_attention_fwd(q, k, v):
+    out, lse = _attention_forward(q, k, v)
+    return out, (q, k, v, out, lse)
+
+
+def _recompute_attention_bwd(residuals, d_out):
+    q, k, v, out, lse = residuals
+    dtype = q.dtype
+    logits = jnp.einsum('bqhd,bkhd->bhqk', q, k, preferred_element_type=jnp.float32)
+    probs = jnp.exp(logits - lse)
+    d_v = jnp.einsum('bhqk,bqhd->bkhd', probs.astype(dtype), d_out.astype(dtype))
+    d_probs = jnp.einsum('bqhd,bkhd->bhqk', d_out, v, preferred_element_type=jnp.float32)
+    # softmax backward: dS = P * (dP - rowsum(dP * P)), rowsum(dP * P) = rowsum(dO * O).
+    row_dot = jnp.einsum('bqhd,bqhd->bhq', d_out.astype(jnp.float32), out.astype(jnp.float32))[
+        ..., None
+    ]
+    d_logits = (probs * (d_probs - row_dot)).astype(dtype)
+    d_q = jnp.einsum('bhqk,bkhd->bqhd', d_logits, k)
+    d_k = jnp.einsum('bhqk,bqhd->bkhd', d_logits, q)
+    return d_q.astype(dtype), d_k.astype(dtype), d_v.astype(v.dtype)
+
+
+recompute_attention.defvjp(_recompute_attention_fwd, _recompute_attention_bwd)
 
 
 class Attention(nnx.Module):
@@ -160,6 +209,8 @@ class Attention(nnx.Module):
             )
             probs = jax.nn.softmax(logits, axis=-1).astype(dtype)
             out = jnp.einsum('bhqk,bkhd->bqhd', probs, v)
+        elif self.attention_impl == 'recompute':
+            out = recompute_attention(q * jnp.asarray(scale, dtype), k, v)
         else:
             out = jax.nn.dot_product_attention(
                 q, k, v, scale=scale, implementation=self.attention_impl
@@ -233,11 +284,22 @@ class Block(nnx.Module):
         self.norm2 = LayerNorm(width, param_dtype=param_dtype)
         self.mlp = Mlp(width, mlp_dim, kernel_init=kernel_init, param_dtype=param_dtype, rngs=rngs)
 
-    def __call__(self, x: jax.Array, rng: jax.Array | None = None, dtype=jnp.float32) -> jax.Array:
-        """[batch, tokens, width] -> same; `rng` enables drop path (training)."""
+    def __call__(
+        self,
+        x: jax.Array,
+        rng: jax.Array | None = None,
+        dtype=jnp.float32,
+        drop_path_rate: jax.Array | None = None,
+    ) -> jax.Array:
+        """[batch, tokens, width] -> same; `rng` enables drop path (training).
+
+        `drop_path_rate` (a scalar array) replaces the block's own rate; the layer
+        scan (vit.apply_blocks) passes each block's rate this way.
+        """
+        rate = self.drop_path_rate if drop_path_rate is None else drop_path_rate
         r1 = r2 = None
-        if rng is not None and self.drop_path_rate > 0:
+        if rng is not None and (drop_path_rate is not None or self.drop_path_rate > 0):
             r1, r2 = jax.random.split(rng)
-        x = x + drop_path(self.attn(self.norm1(x, dtype), dtype), self.drop_path_rate, r1)
-        x = x + drop_path(self.mlp(self.norm2(x, dtype), dtype), self.drop_path_rate, r2)
+        x = x + drop_path(self.attn(self.norm1(x, dtype), dtype), rate, r1)
+        x = x + drop_path(self.mlp(self.norm2(x, dtype), dtype), rate, r2)
         return x

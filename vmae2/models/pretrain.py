@@ -74,10 +74,12 @@ class Decoder(nnx.Module):
         remat_policy: str,
         param_dtype,
         rngs: nnx.Rngs,
+        scan_layers: bool = True,
     ):
         # The official decoder uses the encoder's drop_path_rate (0 in pre-training).
         vit.check_remat_policy(remat_policy)
         self.remat_policy = remat_policy
+        self.scan_layers = bool(scan_layers)
         self.blocks = vit.make_blocks(
             depth,
             width,
@@ -104,6 +106,7 @@ class PretrainModel(nnx.Module):
         drop_path_rate: float = 0.0,
         attention_impl: str = 'einsum',
         remat_policy: str = 'none',
+        scan_layers: bool = True,
         param_dtype=jnp.float32,
         rngs: nnx.Rngs,
     ):
@@ -119,6 +122,7 @@ class PretrainModel(nnx.Module):
             drop_path_rate=drop_path_rate,
             attention_impl=attention_impl,
             remat_policy=remat_policy,
+            scan_layers=scan_layers,
             param_dtype=param_dtype,
             rngs=rngs,
         )
@@ -145,6 +149,7 @@ class PretrainModel(nnx.Module):
             drop_path_rate=drop_path_rate,
             attention_impl=attention_impl,
             remat_policy=remat_policy,
+            scan_layers=scan_layers,
             param_dtype=param_dtype,
             rngs=rngs,
         )
@@ -183,7 +188,12 @@ class PretrainModel(nnx.Module):
         )
         dec_rng = None if rng is None else jax.random.fold_in(rng, 1)
         y = vit.apply_blocks(
-            self.decoder.blocks, full, dec_rng, remat_policy=self.decoder.remat_policy, dtype=dtype
+            self.decoder.blocks,
+            full,
+            dec_rng,
+            remat_policy=self.decoder.remat_policy,
+            scan_layers=self.decoder.scan_layers,
+            dtype=dtype,
         )
         y = y[:, -n_dec:]
         y = self.decoder.head(self.decoder.norm(y, dtype), dtype)

@@ -64,18 +64,49 @@ def apply_blocks(
     rng: jax.Array | None = None,
     *,
     remat_policy: str = 'none',
+    scan_layers: bool = True,
     dtype=jnp.float32,
 ) -> jax.Array:
-    """Runs the blocks in order, each under jax.checkpoint unless policy 'none'."""
-    rngs = [None] * len(blocks) if rng is None else list(jax.random.split(rng, len(blocks)))
+    """Runs the blocks in order, each under jax.checkpoint unless policy 'none'.
+
+    scan_layers: run the blocks as one lax.scan over their stacked parameters
+    (the parameter tree itself stays one entry per block). Same arithmetic and
+    the same per-block drop-path keys as the Python loop; the loop boundary keeps
+    XLA from fusing the residual stream's gradient of every later block into each
+    block's backward, which costs O(depth^2) work on CPU (docs/benchmarks.md
+    section 9), and it compiles one block instead of `depth`.
+    """
+    if not len(blocks):
+        return x
+    keys = None if rng is None else jax.random.split(rng, len(blocks))
+    policy = REMAT_POLICIES[remat_policy]
+    if scan_layers and len(blocks) > 1:
+        return _scan_blocks(blocks, x, keys, policy, dtype)
 
     def apply(block, x, r):
         return block(x, r, dtype)
 
     if remat_policy != 'none':
-        apply = nnx.remat(apply, policy=REMAT_POLICIES[remat_policy])
-    for block, r in zip(blocks, rngs):
-        x = apply(block, x, r)
+        apply = nnx.remat(apply, policy=policy)
+    for i, block in enumerate(blocks):
+        x = apply(block, x, None if keys is None else keys[i])
+    return x
+
+
+def _scan_blocks(blocks, x, keys, policy, dtype):
+    graphdef, _ = nnx.split(blocks[0])
+    states = [nnx.split(b)[1] for b in blocks]
+    stacked = jax.tree.map(lambda *leaves: jnp.stack(leaves), *states)
+    rates = jnp.asarray([b.drop_path_rate for b in blocks], jnp.float32)
+
+    def body(x, layer):
+        state, key, rate = layer
+        block = nnx.merge(graphdef, state)
+        return block(x, key, dtype, drop_path_rate=None if key is None else rate), None
+
+    if policy is not None:
+        body = jax.checkpoint(body, policy=policy)
+    x, _ = jax.lax.scan(body, x, (stacked, keys, rates))
     return x
 
 
@@ -106,12 +137,14 @@ class Encoder(nnx.Module):
         kernel_init=layers.xavier_uniform,
         attention_impl: str = 'einsum',
         remat_policy: str = 'none',
+        scan_layers: bool = True,
         param_dtype=jnp.float32,
         rngs: nnx.Rngs,
     ):
         check_remat_policy(remat_policy)
         self.width = width
         self.remat_policy = remat_policy
+        self.scan_layers = bool(scan_layers)
         self.patch_embed = embed.PatchEmbed(
             width, patch_size, tubelet_size, param_dtype=param_dtype, rngs=rngs
         )
@@ -153,7 +186,14 @@ class Encoder(nnx.Module):
         tokens = (tokens.astype(jnp.float32) + pos[None]).astype(dtype)
         if visible_idx is not None:
             tokens = gather_tokens(tokens, visible_idx)
-        tokens = apply_blocks(self.blocks, tokens, rng, remat_policy=self.remat_policy, dtype=dtype)
+        tokens = apply_blocks(
+            self.blocks,
+            tokens,
+            rng,
+            remat_policy=self.remat_policy,
+            scan_layers=self.scan_layers,
+            dtype=dtype,
+        )
         if self.norm is not None:
             tokens = self.norm(tokens, dtype)
         return tokens

@@ -114,10 +114,13 @@ def xla_gmacs(spec: pretrain_model.PretrainSpec, num_classes: int = NUM_CLASSES)
     clip = jax.ShapeDtypeStruct(
         (1, spec.num_frames, spec.input_size, spec.input_size, 3), jnp.float32
     )
+    # Blocks unrolled: XLA's cost analysis counts a lax.scan body once.
     g_cls, p_cls = _abstract(
-        lambda: classifier_model.Classifier(spec, num_classes, rngs=nnx.Rngs(0))
+        lambda: classifier_model.Classifier(spec, num_classes, scan_layers=False, rngs=nnx.Rngs(0))
     )
-    g_pre, p_pre = _abstract(lambda: pretrain_model.PretrainModel(spec, rngs=nnx.Rngs(0)))
+    g_pre, p_pre = _abstract(
+        lambda: pretrain_model.PretrainModel(spec, scan_layers=False, rngs=nnx.Rngs(0))
+    )
 
     def classify(params, x):
         return nnx.merge(g_cls, nnx.State(params))(x)

@@ -203,6 +203,7 @@ def train(cfg: ml_collections.ConfigDict, workdir: str) -> dict:
             init_scale=m.init_scale,
             attention_impl=m.attention_impl,
             remat_policy=m.remat_policy,
+            scan_layers=m.get('scan_layers', True),
             rngs=rngs,
         )
 

@@ -57,11 +57,16 @@ def load_data(cfg, *, need_train: bool = True, checkpoint_classes: int | None = 
     num_classes: cfg.num_classes if > 0, else the label-name count, else (for
     evaluation) the checkpoint head's, else max label + 1.
 
+    data.reader='fast': the same lists are read with data.data_root set to the
+    output of `make_fast_dataset --input ROOT`; the video paths are mapped to
+    their fast-format files (finetune_pipeline.fast_format_records).
+
     Raises:
-      ValueError: no data_path, or labels out of range.
+      ValueError: no data_path, an unknown data.reader, or labels out of range.
       FileNotFoundError: a missing list.
     """
     d = cfg.data
+    reader = data_reader(cfg)
     if not d.data_path:
         raise ValueError(
             'no data: set --config.data.data_path=DIR (a folder with train.csv and val.csv, '
@@ -77,6 +82,9 @@ def load_data(cfg, *, need_train: bool = True, checkpoint_classes: int | None = 
     val = labels_lib.read_finetune_list(
         labels_lib.finetune_list_path(d.data_path, 'val'), d.data_root
     )
+    if reader is finetune_pipeline.FAST_READER:
+        train = finetune_pipeline.fast_format_records(train, d.data_root)
+        val = finetune_pipeline.fast_format_records(val, d.data_root)
     names = labels_lib.read_label_names(d.label_names) if d.label_names else None
     n = cfg.num_classes
     if not n:
@@ -94,6 +102,16 @@ def load_data(cfg, *, need_train: bool = True, checkpoint_classes: int | None = 
     return Data(train, val, names, n)
 
 
+def data_reader(cfg) -> finetune_pipeline.FrameReader:
+    """The frame reader of config.data.reader: 'video' (PyAV, default) or 'fast'
+    (the output of python -m vmae2.tools.make_fast_dataset).
+
+    Raises:
+      ValueError: another name.
+    """
+    return finetune_pipeline.get_frame_reader(cfg.data.get('reader', 'video'))
+
+
 def build_model(cfg, spec, num_classes: int, *, train: bool = True):
     m = cfg.model
 
@@ -106,6 +124,7 @@ def build_model(cfg, spec, num_classes: int, *, train: bool = True):
             init_scale=m.init_scale,
             attention_impl=m.attention_impl,
             remat_policy=m.remat_policy if train else 'none',
+            scan_layers=m.get('scan_layers', True),
             rngs=rngs,
         )
 
@@ -228,6 +247,7 @@ def make_train_dataset(cfg, records, spec, seed: int):
         worker_count=d.worker_count,
         sampler=d.sampler,
         read_threads=d.read_threads,
+        frame_reader=data_reader(cfg),
     )
 
 

@@ -43,6 +43,7 @@ def build_model(cfg, spec):
             drop_path_rate=cfg.model.drop_path_rate,
             attention_impl=cfg.model.attention_impl,
             remat_policy=cfg.model.remat_policy,
+            scan_layers=cfg.model.get('scan_layers', True),
             rngs=rngs,
         )
 
