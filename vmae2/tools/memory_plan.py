@@ -91,6 +91,10 @@ def _with_depth(cfg, depth: int | None, remat: str, dtype: str):
         overrides['depth'] = depth
         cfg.model.overrides = overrides
     cfg.model.remat_policy = remat
+    # Unrolled blocks: the plan extrapolates a per-block slope from depths 1 and 2, and
+    # a lax.scan would change the program between those two depths. (Scan adds one
+    # stacked copy of the block parameters and their gradients, sharded like them.)
+    cfg.model.scan_layers = False
     cfg.dtype = dtype
     return cfg
 
@@ -189,7 +193,11 @@ def compile_finetune(cfg, clips_per_device: int, num_classes: int) -> tuple[dict
 
     def build(rngs):
         return classifier.Classifier(
-            spec, num_classes, remat_policy=cfg.model.remat_policy, rngs=rngs
+            spec,
+            num_classes,
+            remat_policy=cfg.model.remat_policy,
+            scan_layers=cfg.model.get('scan_layers', True),
+            rngs=rngs,
         )
 
     _, abstract, shardings, graphdef, tx = common.state_shardings(
