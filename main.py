@@ -11,7 +11,6 @@ same command on the same workdir resumes from its last checkpoint.
 from __future__ import annotations
 
 import logging
-import os
 import sys
 
 from absl import app
@@ -23,26 +22,6 @@ config_flags.DEFINE_config_file('config', None, 'Config file (path[:arg]).', loc
 flags.DEFINE_string('workdir', None, 'Run directory: checkpoints, metrics, pictures.')
 flags.mark_flags_as_required(['config', 'workdir'])
 
-# glibc malloc settings for CPU training (docs/benchmarks.md section 9): XLA:CPU
-# allocates its multi-GB temporary buffer afresh every step; these keep that memory
-# in the process (huge pages, one arena, no mmap, no trim) instead of faulting it
-# back in page by page each step. Must be in the environment when Python starts.
-CPU_GLIBC_TUNABLES = (
-    'glibc.malloc.hugetlb=1:glibc.malloc.arena_max=1:glibc.malloc.mmap_max=0:'
-    'glibc.malloc.trim_threshold=68719476736'
-)
-
-
-def _hint_cpu_malloc() -> None:
-    import jax  # pylint: disable=g-import-not-at-top
-
-    if jax.default_backend() == 'cpu' and 'hugetlb' not in os.environ.get('GLIBC_TUNABLES', ''):
-        logging.getLogger('vmae2').info(
-            'Training on CPU: start with GLIBC_TUNABLES=%s for fewer page faults per step '
-            '(docs/benchmarks.md section 9).',
-            CPU_GLIBC_TUNABLES,
-        )
-
 
 def main(argv):
     del argv
@@ -52,12 +31,13 @@ def main(argv):
     logging.getLogger('vmae2').setLevel(logging.INFO)
     logging.getLogger('data_pipelines').setLevel(logging.INFO)
     from vmae2 import distributed  # pylint: disable=g-import-not-at-top
+    from vmae2 import host_env  # pylint: disable=g-import-not-at-top
     from vmae2.trainers import registry  # pylint: disable=g-import-not-at-top
 
     cfg = flags.FLAGS.config
     # Before anything touches devices: joins a multi-host run (docs/scaling.md).
     distributed.initialize(cfg)
-    _hint_cpu_malloc()
+    host_env.hint_cpu_malloc()
     registry.run(cfg, flags.FLAGS.workdir)
 
 

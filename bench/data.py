@@ -78,11 +78,9 @@ def _dataset(args, fmt: str, workers: int):
         return pipeline.make_pretrain_dataset(
             records, num_sample=args.num_sample, worker_count=workers, clip_loader=loader, **common
         )
-    if fmt != 'raw':
-        finetune_pipeline.decode_frames = fast_format.decode_frames
-        finetune_pipeline.count_frames = fast_format.num_frames
+    reader = finetune_pipeline.VIDEO_READER if fmt == 'raw' else finetune_pipeline.FAST_READER
     return finetune_pipeline.make_finetune_train_dataset(
-        records, num_sample=args.num_sample, worker_count=workers, **common
+        records, num_sample=args.num_sample, worker_count=workers, frame_reader=reader, **common
     )
 
 

@@ -91,17 +91,20 @@ ROWS = {
     'v1': ('torch-hf-v1',),
     'finetune': ('torch-hf',),
 }
-# glibc malloc settings given to every worker (GLIBC_TUNABLES; docs/benchmarks.md section 9).
-MALLOC_TUNABLES = {
-    'default': [],
-    'thp': ['glibc.malloc.hugetlb=1'],
-    'thp-keep': [
-        'glibc.malloc.hugetlb=1',
-        'glibc.malloc.arena_max=1',
-        'glibc.malloc.mmap_max=0',
-        'glibc.malloc.trim_threshold=68719476736',
-    ],
-}
+MALLOC_CHOICES = ('default', 'thp', 'thp-keep')
+
+
+def _malloc_tunables(name: str) -> list[str]:
+    """GLIBC_TUNABLES entries given to every worker (docs/benchmarks.md section 9)."""
+    from vmae2 import host_env  # the driver's tree (the workers may import another)
+
+    return {
+        'default': [],
+        'thp': ['glibc.malloc.hugetlb=1'],
+        'thp-keep': host_env.CPU_GLIBC_TUNABLES.split(':'),
+    }[name]
+
+
 SAME_WORK = {'dual': 'torch-dual', 'v1': 'torch-hf-v1', 'finetune': 'torch-hf'}
 ROW_TITLES = {
     'dual': 'pre-train, dual masking (tube 0.9 + run_cell 0.5)',
@@ -501,9 +504,9 @@ class Proc:
         flags = [f for f in env.get('XLA_FLAGS', '').split() if 'device_count' not in f]
         flags += [f for f in (args.xla_flags, variant_flags) if f]
         env['XLA_FLAGS'] = ' '.join(flags)
-        if MALLOC_TUNABLES[args.malloc]:
+        if _malloc_tunables(args.malloc):
             tunables = [t for t in env.get('GLIBC_TUNABLES', '').split(':') if t]
-            env['GLIBC_TUNABLES'] = ':'.join(tunables + MALLOC_TUNABLES[args.malloc])
+            env['GLIBC_TUNABLES'] = ':'.join(tunables + _malloc_tunables(args.malloc))
         env['JAX_PLATFORMS'] = 'cpu'
         tree = args.baseline_tree if impl == 'jax-base' else ROOT
         env['BENCH_VMAE2_TREE'] = tree
@@ -535,6 +538,17 @@ class Proc:
         self.p.wait(timeout=60)
 
 
+def _timed_step(p: 'Proc', r: dict, gap: float) -> None:
+    """One timed step of worker p, recorded in r (time, page faults, CPU seconds)."""
+    # Let the previous worker's thread pools stop spinning (torch's OpenMP threads
+    # busy-wait after a step and would steal the cores).
+    time.sleep(gap)
+    reply = p.ask('step')
+    r['times'].append(reply['t'])
+    for key in ('minflt', 'cpu_s', 'sys_s'):
+        r.setdefault(key, []).append(reply[key])
+
+
 def _row_impls(row: str, args) -> list[str]:
     jax_impls = [f'jax{i}' for i in range(len(args.jax))]
     return jax_impls + list(ROWS[row]) + (['jax-base'] if args.baseline_tree else [])
@@ -551,11 +565,7 @@ def run_row_sequential(row: str, args) -> list[dict]:
             p = Proc(impl, args, row)
             try:
                 r.update(p.recv())
-                time.sleep(args.gap)
-                reply = p.ask('step')
-                r['times'].append(reply['t'])
-                for key in ('minflt', 'cpu_s', 'sys_s'):
-                    r.setdefault(key, []).append(reply[key])
+                _timed_step(p, r, args.gap)
                 r['rss_mib'] = max(r['rss_mib'], p.ask('stats')['rss_mib'])
             finally:
                 p.close()
@@ -576,13 +586,7 @@ def run_row(row: str, args) -> list[dict]:
             results.append({'row': row, 'impl': impl, **info, 'times': []})
         for _ in range(args.repeats):
             for p, r in zip(procs, results):
-                # Let the previous worker's thread pools stop spinning (torch's OpenMP
-                # threads busy-wait after a step and would steal the cores).
-                time.sleep(args.gap)
-                reply = p.ask('step')
-                r['times'].append(reply['t'])
-                for key in ('minflt', 'cpu_s', 'sys_s'):
-                    r.setdefault(key, []).append(reply[key])
+                _timed_step(p, r, args.gap)
         for p, r in zip(procs, results):
             r.update(p.ask('stats'))
     finally:
@@ -653,9 +657,9 @@ def parse_args(argv=None):
     ap.add_argument(
         '--malloc',
         default='thp-keep',
-        choices=sorted(MALLOC_TUNABLES),
+        choices=MALLOC_CHOICES,
         help='glibc malloc tunables of every worker, torch included (default thp-keep,'
-        " main.py's CPU_GLIBC_TUNABLES)",
+        " vmae2.host_env.CPU_GLIBC_TUNABLES)",
     )
     ap.add_argument(
         '--gap', type=float, default=1.0, help='idle seconds before each timed step (default 1)'

@@ -40,6 +40,7 @@ from data_pipelines.sources import VideoRecord
 
 __all__ = [
     "ARRAY_RECORD_SUFFIX",
+    "FORMAT_SUFFIXES",
     "DEFAULT_GOP",
     "decode_frames",
     "decode_jpeg_frames",
@@ -49,6 +50,8 @@ __all__ = [
 ]
 
 ARRAY_RECORD_SUFFIX = ".array_record"
+# File suffix of each --format of python -m vmae2.tools.make_fast_dataset.
+FORMAT_SUFFIXES = {"video": ".mp4", "jpeg-arrayrecord": ARRAY_RECORD_SUFFIX}
 DEFAULT_GOP = 16
 
 

@@ -129,17 +129,7 @@ class FrameReader:
     decode_frames: Callable[..., np.ndarray]
 
 
-def _pyav_num_frames(path: str, exact: bool = True) -> int:
-    return count_frames(path, exact=exact)
-
-
-def _pyav_decode_frames(path: str, indices) -> np.ndarray:
-    return decode_frames(path, indices)
-
-
-# PyAV (data_pipelines.decode). The module globals count_frames / decode_frames
-# are looked up per call, so code that swaps them (bench/data.py) still works.
-VIDEO_READER = FrameReader(_pyav_num_frames, _pyav_decode_frames)
+VIDEO_READER = FrameReader(count_frames, decode_frames)  # PyAV (data_pipelines.decode)
 FAST_READER = FrameReader(fast_format.num_frames, fast_format.decode_frames)
 READERS = {"video": VIDEO_READER, "fast": FAST_READER}
 
@@ -153,9 +143,6 @@ def get_frame_reader(name: str) -> FrameReader:
     if name not in READERS:
         raise ValueError(f"data.reader {name!r}: choose one of {tuple(READERS)}")
     return READERS[name]
-
-
-_FAST_SUFFIXES = {"video": ".mp4", "jpeg-arrayrecord": fast_format.ARRAY_RECORD_SUFFIX}
 
 
 def fast_format_records(records: Sequence[ClsRecord], data_root: str = "") -> list[ClsRecord]:
@@ -187,11 +174,11 @@ def fast_format_records(records: Sequence[ClsRecord], data_root: str = "") -> li
         return list(records)
     with open(manifest, encoding="utf-8") as f:
         fmt = json.load(f).get("format")
-    if fmt not in _FAST_SUFFIXES:
+    if fmt not in fast_format.FORMAT_SUFFIXES:
         raise ValueError(
-            f"{manifest}: unknown fast format {fmt!r}, expected {sorted(_FAST_SUFFIXES)}"
+            f"{manifest}: unknown fast format {fmt!r}, expected {sorted(fast_format.FORMAT_SUFFIXES)}"
         )
-    suffix = _FAST_SUFFIXES[fmt]
+    suffix = fast_format.FORMAT_SUFFIXES[fmt]
     return [
         dataclasses.replace(r, path=os.path.splitext(r.path)[0] + suffix) if r.is_video else r
         for r in records

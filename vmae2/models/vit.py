@@ -86,7 +86,7 @@ def apply_blocks(
     def apply(block, x, r):
         return block(x, r, dtype)
 
-    if remat_policy != 'none':
+    if policy is not None:
         apply = nnx.remat(apply, policy=policy)
     for i, block in enumerate(blocks):
         x = apply(block, x, None if keys is None else keys[i])

@@ -39,7 +39,7 @@ from PIL import Image
 from data_pipelines import fast_format
 from data_pipelines import sources
 
-FORMATS = ("video", "jpeg-arrayrecord")
+FORMATS = tuple(fast_format.FORMAT_SUFFIXES)
 
 
 def target_size(width: int, height: int, short_side: int) -> tuple[int, int]:
@@ -173,7 +173,7 @@ def convert(
     """Converts every input video; returns the manifest entries (also in manifest.json)."""
     if fmt not in FORMATS:
         raise ValueError(f"--format {fmt!r}: choose one of {FORMATS}")
-    ext = fast_format.ARRAY_RECORD_SUFFIX if fmt == "jpeg-arrayrecord" else ".mp4"
+    ext = fast_format.FORMAT_SUFFIXES[fmt]
     jobs = [
         (src, os.path.join(output, stem + ext), fmt, short_side, gop, quality)
         for src, stem in input_videos(input_spec, data_root)

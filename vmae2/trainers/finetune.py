@@ -66,7 +66,7 @@ def load_data(cfg, *, need_train: bool = True, checkpoint_classes: int | None = 
       FileNotFoundError: a missing list.
     """
     d = cfg.data
-    reader = data_reader(cfg)
+    reader = finetune_pipeline.get_frame_reader(d.get('reader', 'video'))
     if not d.data_path:
         raise ValueError(
             'no data: set --config.data.data_path=DIR (a folder with train.csv and val.csv, '
@@ -100,16 +100,6 @@ def load_data(cfg, *, need_train: bool = True, checkpoint_classes: int | None = 
     if bad:
         raise ValueError(f'label {bad[0].label} of {bad[0].path!r} is out of range for {n} classes')
     return Data(train, val, names, n)
-
-
-def data_reader(cfg) -> finetune_pipeline.FrameReader:
-    """The frame reader of config.data.reader: 'video' (PyAV, default) or 'fast'
-    (the output of python -m vmae2.tools.make_fast_dataset).
-
-    Raises:
-      ValueError: another name.
-    """
-    return finetune_pipeline.get_frame_reader(cfg.data.get('reader', 'video'))
 
 
 def build_model(cfg, spec, num_classes: int, *, train: bool = True):
@@ -247,7 +237,7 @@ def make_train_dataset(cfg, records, spec, seed: int):
         worker_count=d.worker_count,
         sampler=d.sampler,
         read_threads=d.read_threads,
-        frame_reader=data_reader(cfg),
+        frame_reader=finetune_pipeline.get_frame_reader(d.get('reader', 'video')),
     )
 
 
