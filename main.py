@@ -5,7 +5,9 @@ python main.py --config configs/pretrain/vit_b.py --workdir W \
     --config.data.train_list=LIST --config.data.data_root=ROOT
 
 The config names the trainer; `--config.a.b=v` overrides any field. Running the
-same command on the same workdir resumes from its last checkpoint.
+same command on the same workdir resumes from its last checkpoint. A mistake in
+the command, config or data ends with one message and exit status 2 (`--debug`
+shows the traceback).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from ml_collections import config_flags
 
 config_flags.DEFINE_config_file('config', None, 'Config file (path[:arg]).', lock_config=True)
 flags.DEFINE_string('workdir', None, 'Run directory: checkpoints, metrics, pictures.')
+flags.DEFINE_bool('debug', False, 'Show the traceback of a user mistake too.')
 flags.mark_flags_as_required(['config', 'workdir'])
 
 
@@ -30,15 +33,19 @@ def main(argv):
     absl_logging.set_verbosity(absl_logging.WARNING)
     logging.getLogger('vmae2').setLevel(logging.INFO)
     logging.getLogger('data_pipelines').setLevel(logging.INFO)
-    from vmae2 import distributed  # pylint: disable=g-import-not-at-top
-    from vmae2 import host_env  # pylint: disable=g-import-not-at-top
+    from vmae2.runtime import distributed  # pylint: disable=g-import-not-at-top
+    from vmae2.runtime import host_env  # pylint: disable=g-import-not-at-top
+    from vmae2.tools import cli  # pylint: disable=g-import-not-at-top
     from vmae2.trainers import registry  # pylint: disable=g-import-not-at-top
 
-    cfg = flags.FLAGS.config
-    # Before anything touches devices: joins a multi-host run (docs/scaling.md).
-    distributed.initialize(cfg)
-    host_env.hint_cpu_malloc()
-    registry.run(cfg, flags.FLAGS.workdir)
+    def run():
+        cfg = flags.FLAGS.config
+        # Before anything touches devices: joins a multi-host run (docs/scaling.md).
+        distributed.initialize(cfg)
+        host_env.hint_cpu_malloc()
+        registry.run(cfg, flags.FLAGS.workdir)
+
+    cli.run_cli(run, debug=flags.FLAGS.debug)
 
 
 if __name__ == '__main__':

@@ -17,8 +17,14 @@ Rows (one optimisation step each: forward + backward + AdamW update):
   loss on the encoder-masked ones among them.
 * ``v1``: encoder-only masking (V1 decoder over all masked tokens), vmae2 against
   ``VideoMAEForPreTraining``.
-* ``finetune``: Classifier with 400 classes (softmax cross-entropy, no mixup),
-  vmae2 against ``VideoMAEForVideoClassification``.
+* ``finetune``: Classifier with 400 classes, vmae2 against
+  ``VideoMAEForVideoClassification``.
+
+The vmae2 worker times the step `vmae2.core.build` makes for the row's stage (the
+step training runs), with what the torch rows lack switched off: fine-tuning
+without mixup, cutmix, label smoothing or erasing (its loss is then plain softmax
+cross-entropy). `--baseline-tree DIR` times DIR's own copy of this script's worker
+as a further implementation, so an older tree is measured side by side.
 
 Every implementation runs in its own subprocess pinned with ``taskset`` to the
 same ``--threads`` cores (XLA uses every visible core; torch gets
@@ -48,7 +54,7 @@ for variants whose memory would not fit side by side.
 Memory: ``rss`` is the growth of the process's peak RSS (``ru_maxrss``) from
 after imports to the end; vmae2 also gets XLA's ``memory_analysis()`` of the
 compiled step (arguments + temporaries). FLOPs: the analytic model FLOPs (6 x forward
-MACs, vmae2/flops.py) per second, the same work for every implementation of a
+MACs, vmae2/models/flops.py) per second, the same work for every implementation of a
 row. (XLA's ``cost_analysis()`` counts a ``lax.scan`` body once, so it no longer
 measures the whole step; ``--json`` still records it.)
 """
@@ -96,7 +102,7 @@ MALLOC_CHOICES = ('default', 'thp', 'thp-keep')
 
 def _malloc_tunables(name: str) -> list[str]:
     """GLIBC_TUNABLES entries given to every worker (docs/benchmarks.md section 9)."""
-    from vmae2 import host_env  # the driver's tree (the workers may import another)
+    from vmae2.runtime import host_env  # the driver's tree (the baseline worker has its own)
 
     return {
         'default': [],
@@ -124,16 +130,14 @@ def _send(obj: dict) -> None:
 
 
 def _spec(model: str):
-    from vmae2.models import pretrain as pretrain_model
+    from vmae2.models.config import ModelConfig
 
     variant, overrides, frames, size = SIZES[model]
-    return pretrain_model.PretrainSpec(
-        variant=variant, num_frames=frames, input_size=size, overrides=tuple(overrides)
-    )
+    return ModelConfig.create(variant, **dict(overrides), num_frames=frames, input_size=size)
 
 
 def _mask_spec(spec, row: str):
-    from vmae2 import masking
+    from vmae2.ops import masking
 
     if row == 'dual':
         return masking.MaskSpec(spec.grid, 'tube', 0.9, 'run_cell', 0.5)
@@ -142,7 +146,7 @@ def _mask_spec(spec, row: str):
 
 def _model_flops(spec, row: str, batch: int) -> float:
     """Analytic training FLOPs of one step: 6 x forward MACs x batch (perf_anchors.md)."""
-    from vmae2 import flops
+    from vmae2.models import flops
 
     if row == 'finetune':
         macs = flops.classifier_macs(spec, NUM_CLASSES).total
@@ -155,85 +159,61 @@ def _model_flops(spec, row: str, batch: int) -> float:
 # ----------------------------------------------------------------------------- JAX worker
 
 
+def _row_config(args):
+    """The run config of a row: the model of --model, the row's masking or augmentation
+    off (the torch rows have none), one step per batch of --batch clips."""
+    from configs import common as pretrain_configs
+    from configs.finetune import common as finetune_configs
+
+    variant, overrides, frames, size = SIZES[args.model]
+    if args.row == 'finetune':
+        c = finetune_configs.finetune_config(variant)
+        c.num_classes = NUM_CLASSES
+        c.augment.update(mixup=0.0, cutmix=0.0, smoothing=0.0)
+        c.data.reprob = 0.0
+        c.model.drop_path_rate = 0.0
+    else:
+        c = pretrain_configs.pretrain_config(variant)
+        if args.row == 'v1':
+            c.masking.decoder_mask_type, c.masking.decoder_mask_ratio = 'none', 0.0
+    # 'ATTENTION' or 'ATTENTION+loop' (blocks as a Python loop instead of lax.scan).
+    attention, _, layout = args.attention.partition('+')
+    c.model.update(
+        overrides=dict(overrides), num_frames=frames, input_size=size, attention_impl=attention,
+        scan_layers=layout != 'loop',
+    )
+    c.data.num_sample = 1
+    c.batch_size = args.batch
+    c.optim.update(total_steps=1000, warmup_steps=10)
+    return c
+
+
 class JaxWorker:
-    """vmae2's jitted step: pre-training via trainers.pretrain, fine-tuning a minimal step."""
+    """The step `vmae2.core.build` makes for the row's stage: what training runs."""
 
     def __init__(self, args):
         import jax
-        import jax.numpy as jnp
         import numpy as np
-        import optax
-        from flax import nnx
 
-        from vmae2 import optim
-        from vmae2 import sharding
-        from vmae2 import targets
-        from vmae2.models import classifier
-        from vmae2.models import pretrain as pretrain_model
-        from vmae2.trainers import common
-        from vmae2.trainers import pretrain
+        from vmae2.core import build
+        from vmae2.trainers import registry
 
         self.jax = jax
-        spec = _spec(args.model)
-        # 'ATTENTION' or 'ATTENTION+loop' (blocks as a Python loop instead of lax.scan).
-        attention, _, layout = args.attention.partition('+')
-        scan = layout != 'loop'
-        mesh = sharding.make_mesh([('data', 1)])
-        schedule = optim.cosine_schedule(1.5e-4, 1e-6, 1000, 10)
-
-        def make_tx(params):
-            return optim.make_optimizer(
-                params, schedule=schedule, weight_decay=0.05, b1=0.9, b2=0.95
-            )
-
+        cfg = _row_config(args)
+        stage = registry.stage_for(cfg)
+        exp = build.build(cfg, stage, abstract=True)
+        state = exp.factory.create()
         rng = np.random.default_rng(0)
-        video = rng.integers(
-            0, 256, (args.batch, spec.num_frames, spec.input_size, spec.input_size, 3), np.uint8
-        )
+        m = exp.model
+        video = rng.integers(0, 256, (args.batch, m.num_frames, m.input_size, m.input_size, 3))
+        batch = {'video': video.astype(np.uint8)}
         if args.row == 'finetune':
-
-            def build(rngs):
-                return classifier.Classifier(
-                    spec, NUM_CLASSES, attention_impl=attention, scan_layers=scan, rngs=rngs
-                )
-
-            state, _, graphdef, tx = common.create_state(build, make_tx, mesh, {}, 0)
-
-            def loss_fn(params, batch):
-                model = nnx.merge(graphdef, nnx.State(params))
-                logits = model(targets.normalize(batch['video']))
-                return optax.softmax_cross_entropy_with_integer_labels(
-                    logits, batch['label']
-                ).mean()
-
-            def train_step(state, batch):
-                loss, grads = jax.value_and_grad(loss_fn)(state['params'], batch)
-                updates, opt_state = tx.update(grads, state['opt_state'], state['params'])
-                params = optax.apply_updates(state['params'], updates)
-                return {'step': state['step'] + 1, 'params': params, 'opt_state': opt_state}, {
-                    'loss': loss
-                }
-
-            batch = {
-                'video': jnp.asarray(video),
-                'label': jnp.asarray(rng.integers(0, NUM_CLASSES, (args.batch,)), jnp.int32),
-            }
-        else:
-            mspec = _mask_spec(spec, args.row)
-
-            def build(rngs):
-                return pretrain_model.PretrainModel(
-                    spec, attention_impl=attention, scan_layers=scan, rngs=rngs
-                )
-
-            state, _, graphdef, tx = common.create_state(build, make_tx, mesh, {}, 0)
-            loss_terms = pretrain.make_loss_fn(
-                graphdef, spec, mspec, dtype=jnp.float32, normalize_target=True, drop_path=False
-            )
-            train_step = pretrain.make_train_step(loss_terms, tx, schedule, mspec, 0)
-            batch = {'video': jnp.asarray(video)}
+            batch['label'] = rng.integers(0, NUM_CLASSES, (args.batch,)).astype(np.int32)
+            batch['erase_box'] = np.zeros((args.batch, 4), np.int32)
+        batch = jax.device_put(batch)
+        self.frozen = exp.frozen
         t0 = time.perf_counter()
-        compiled = jax.jit(train_step, donate_argnums=0).lower(state, batch).compile()
+        compiled = exp.step_fn.lower(state, batch, self.frozen).compile()
         self.compile_s = time.perf_counter() - t0
         cost = compiled.cost_analysis()
         if isinstance(cost, (list, tuple)):
@@ -252,7 +232,7 @@ class JaxWorker:
 
     def step(self) -> float:
         t0 = time.perf_counter()
-        self.state, metrics = self.compiled(self.state, self.batch)
+        self.state, metrics = self.compiled(self.state, self.batch, self.frozen)
         self.jax.block_until_ready((self.state, metrics))
         return time.perf_counter() - t0
 
@@ -314,7 +294,7 @@ def _run_cell_keep_np(spec, batch: int, rng):
     """bool [batch, N], True = gets a mask token in the dual-masking decoder."""
     import numpy as np
 
-    from vmae2 import masking
+    from vmae2.ops import masking
 
     table = masking.running_cell_table(spec.grid, 0.5)
     keep = np.zeros((batch, spec.num_tokens), bool)
@@ -480,9 +460,15 @@ def _impl_name(impl: str, args) -> str:
 class Proc:
     def __init__(self, impl: str, args, row: str):
         attention, variant_flags = _jax_variant(impl, args) if impl.startswith('jax') else ('', '')
+        # The baseline tree runs its own copy of this script (its own worker code).
+        script = (
+            os.path.join(os.path.abspath(args.baseline_tree), 'bench', 'train_step.py')
+            if impl == 'jax-base'
+            else os.path.abspath(__file__)
+        )
         cmd = [
             sys.executable,
-            os.path.abspath(__file__),
+            script,
             '--worker',
             impl,
             '--row',
@@ -630,7 +616,7 @@ def format_table(results: list[dict], args) -> str:
     lines.append('')
     lines.append(
         'model GFLOP/s = 6 x analytic forward MACs '
-        '(vmae2/flops.py) x batch / time. torch-hf-v1 in the dual row is transformers '
+        '(vmae2/models/flops.py) x batch / time. torch-hf-v1 in the dual row is transformers '
         'VideoMAEForPreTraining, whose decoder is the V1 decoder (no decoder masking).'
     )
     return '\n'.join(lines)
@@ -659,7 +645,7 @@ def parse_args(argv=None):
         default='thp-keep',
         choices=MALLOC_CHOICES,
         help='glibc malloc tunables of every worker, torch included (default thp-keep,'
-        " vmae2.host_env.CPU_GLIBC_TUNABLES)",
+        " vmae2.runtime.host_env.CPU_GLIBC_TUNABLES)",
     )
     ap.add_argument(
         '--gap', type=float, default=1.0, help='idle seconds before each timed step (default 1)'

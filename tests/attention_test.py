@@ -7,7 +7,9 @@ import numpy as np
 import pytest
 from flax import nnx
 
+from vmae2.errors import ConfigError
 from vmae2.models import layers
+from vmae2.models.config import ModelConfig
 
 
 def np_attention_and_grads(q, k, v, d_out):
@@ -54,13 +56,8 @@ def test_attention_impls_agree_with_einsum_in_the_module(impl):
     x = jax.random.normal(jax.random.key(3), (2, 19, 24))
 
     def loss_and_grads(attention_impl):
-        module = layers.Attention(
-            24,
-            4,
-            kernel_init=layers.xavier_uniform,
-            attention_impl=attention_impl,
-            rngs=nnx.Rngs(0),
-        )
+        cfg = ModelConfig.create('vit_s', attention_impl=attention_impl)
+        module = layers.Attention(cfg, 24, 4, kernel_init=layers.xavier_uniform, rngs=nnx.Rngs(0))
         module.q_bias[...] = jnp.linspace(-1, 1, 24)
         module.v_bias[...] = jnp.linspace(1, -1, 24)
         return nnx.value_and_grad(lambda m: jnp.sum(jnp.sin(m(x))))(module)
@@ -84,7 +81,5 @@ def test_recompute_attention_bfloat16_keeps_dtype_and_tracks_float32():
 
 
 def test_unknown_attention_impl_names_the_choices():
-    with pytest.raises(ValueError, match='recompute'):
-        layers.Attention(
-            8, 2, kernel_init=layers.xavier_uniform, attention_impl='flash', rngs=nnx.Rngs(0)
-        )
+    with pytest.raises(ConfigError, match='recompute'):
+        ModelConfig.create('vit_s', attention_impl='flash')

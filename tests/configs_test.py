@@ -1,12 +1,16 @@
-"""Every pre-training config builds and carries the official recipe numbers."""
+"""Every config builds, carries the official recipe numbers, and gives a ModelConfig."""
 
 import importlib
 
 import pytest
 
-from vmae2 import optim
-from vmae2.models import pretrain as pretrain_model
-from vmae2.trainers import common
+from configs import evaluate as evaluate_config
+from configs import extract_features as features_config
+from configs.distill import k710 as distill_config
+from configs.finetune import common as ft_common
+from configs.finetune import hmdb51, k400, k600, k710, ssv2, ucf101
+from vmae2.core import optim
+from vmae2.models.config import ModelConfig
 
 
 def load(name):
@@ -39,7 +43,7 @@ def test_giant_min_lr_and_remat():
     c = load('pretrain.vit_g')
     assert optim.scaled_lr(c.optim.min_lr, c.batch_size) == pytest.approx(8e-5)  # spec 4.2
     assert c.model.remat_policy == 'full'  # the script's --with_checkpoint
-    assert common.model_spec(c).arch.patch_size == 14
+    assert ModelConfig.from_config(c).patch_size == 14
 
 
 @pytest.mark.parametrize(
@@ -55,10 +59,38 @@ def test_giant_min_lr_and_remat():
 )
 def test_configs_build_a_model_spec(name):
     c = load(name)
-    spec = common.model_spec(c)
-    assert isinstance(spec, pretrain_model.PretrainSpec)
-    sched, total, peak = common.make_schedule(c, steps_per_epoch=10)
-    assert total > 0 and peak > 0
+    assert ModelConfig.from_config(c).variant == c.model.variant
+    schedule = optim.schedule_from_config(c, steps_per_epoch=10)
+    assert schedule.total_steps > 0 and schedule.peak_lr > 0
     c.lock()
     with pytest.raises(AttributeError):
         c.no_such_field = 1  # a typo in an override fails instead of being ignored
+
+
+@pytest.mark.parametrize('module', [k710, k400, k600, ssv2, ucf101, hmdb51])
+@pytest.mark.parametrize('variant', ['vit_s', 'vit_b', 'vit_l', 'vit_h', 'vit_g'])
+def test_every_finetune_config_builds(module, variant):
+    c = module.get_config(variant + (',split=2' if module in (ucf101, hmdb51) else ''))
+    assert c.trainer == 'finetune' and c.script and c.batch_size > 0
+
+
+def test_configs_carry_the_script_numbers():
+    g = k710.get_config('vit_g')
+    assert (g.batch_size, g.optim.base_lr, g.optim.layer_decay, g.optim.clip_grad) == (
+        96,
+        1e-3,
+        0.9,
+        5.0,
+    )
+    assert g.model.drop_path_rate == 0.3 and g.optim.weight_decay == 0.1
+    s = ssv2.get_config('vit_b')
+    assert s.data.sampler == 'tsn' and not s.data.flip and s.data.test_num_segment == 2
+    assert s.optim.layer_decay == 0.65
+    it = k400.get_config('vit_g,it=1')
+    assert it.optim.base_lr == 1e-5 and it.optim.epochs == 3 and it.optim.warmup_epochs == 1
+    assert hmdb51.get_config('vit_g,split=3').data.sampling_rate == 2
+    assert evaluate_config.get_config('ssv2').trainer == 'evaluate'
+    assert features_config.get_config('fineaction').data.step == 16
+    assert distill_config.get_config('vit_s').trainer == 'distill'
+    with pytest.raises(ValueError):
+        ft_common.parse_arg('vit_x')

@@ -5,6 +5,7 @@ import csv
 import json
 import os
 
+import jax
 import numpy as np
 import pytest
 
@@ -14,19 +15,19 @@ from configs import extract_features as features_config
 from configs.distill import k710 as distill_config
 from configs.finetune import common as ft_common
 from data_pipelines import testing as data_testing
-from vmae2 import checkpointing
-from vmae2 import predict
+from tiny_configs import TINY_SIZES
+from vmae2.core import build
+from vmae2.core import loop
+from vmae2.errors import CheckpointError
+from vmae2.runtime import checkpointing
+from vmae2.tools import predict
 from vmae2.trainers import registry
 
-TINY = dict(
-    width=32,
-    depth=2,
-    num_heads=2,
-    mlp_dim=64,
-    patch_size=8,
-    decoder_width=16,
-    decoder_num_heads=2,
-    decoder_mlp_dim=32,
+TINY = dict(TINY_SIZES, patch_size=8)
+# The data fields the evaluation and distillation configs take from fine-tuning.
+DATA_KEYS = (
+    'data_path', 'data_root', 'label_names', 'sampling_rate', 'test_num_segment',
+    'test_num_crop', 'read_threads',
 )
 
 
@@ -56,9 +57,10 @@ def data_dir(tmp_path_factory):
     return str(d)
 
 
-def finetune_cfg(data_dir, variant='vit_s', trainer='finetune', **model_overrides):
+def finetune_cfg(data_dir, variant='vit_s', trainer='finetune', seed=0, **model_overrides):
     c = shrink(ft_common.finetune_config(variant), **model_overrides)
     c.trainer = trainer
+    c.seed = seed
     c.data.data_path = data_dir
     c.data.data_root = data_dir
     c.data.label_names = os.path.join(data_dir, 'names.txt')
@@ -114,9 +116,28 @@ def test_pretrain_finetune_evaluate_distill_extract(data_dir, tmp_path, capsys):
     assert len(pred) == 4 and pred[0]['label'] in ('dark', 'bright')
     probs = [float(pred[0]['prob1']), float(pred[0]['prob2'])]
     assert abs(sum(probs) - 1) < 1e-4 and probs[0] >= probs[1]
-    # The encoder really came from the pre-training run.
-    pre_params = checkpointing.load_state(pre_dir)['params']
-    assert pre_params['encoder']['blocks']['0']['attn']['qkv']['kernel'].shape == (32, 96)
+    # The encoder really came from the pre-training run: a fresh fine-tuning run's
+    # initial encoder equals the pre-trained one, its head does not come from there.
+    pre_params = checkpointing.load_params(pre_dir)
+    fresh_ft = finetune_cfg(data_dir, seed=7)
+    fresh_ft.init_from = pre_dir
+    exp = build.build(fresh_ft, registry.stage_for(fresh_ft))
+    ckpt = checkpointing.Checkpointer(str(tmp_path / 'fresh'))
+    try:
+        first = loop.initial_state(exp, ckpt).params
+    finally:
+        ckpt.close()
+    for part in ('patch_embed', 'blocks'):
+        a = jax.tree.leaves(first['encoder'][part])
+        b = jax.tree.leaves(pre_params['encoder'][part])
+        assert len(a) == len(b) > 0
+        for x, y in zip(a, b):
+            np.testing.assert_array_equal(np.asarray(x), y)
+    # A checkpoint of another size is refused, naming both sizes.
+    wrong = finetune_cfg(data_dir, width=16)
+    wrong.init_from = pre_dir
+    with pytest.raises(CheckpointError, match='shape mismatches: the checkpoint is'):
+        registry.run(wrong, str(tmp_path / 'wrong'))
 
     # predict: one video, the same multi-view protocol, the row of predictions.csv.
     probs = predict.predict(
@@ -150,15 +171,7 @@ def test_pretrain_finetune_evaluate_distill_extract(data_dir, tmp_path, capsys):
     ev = shrink(evaluate_config.get_config('k400,vit_s'))
     ev.num_classes = 0  # from the label names
     ev.init_from = ft_dir
-    for k in (
-        'data_path',
-        'data_root',
-        'label_names',
-        'sampling_rate',
-        'test_num_segment',
-        'test_num_crop',
-        'read_threads',
-    ):
+    for k in DATA_KEYS:
         ev.data[k] = ft.data[k]
     ev.eval_batch_size = 8
     ev_dir = str(tmp_path / 'evaluate')
@@ -171,15 +184,7 @@ def test_pretrain_finetune_evaluate_distill_extract(data_dir, tmp_path, capsys):
     #    with a wider-than-student feature loss (projection).
     dc = distill_config.get_config('vit_s')
     shrink(dc, depth=1, width=16, mlp_dim=32)
-    for k in (
-        'data_path',
-        'data_root',
-        'label_names',
-        'sampling_rate',
-        'test_num_segment',
-        'test_num_crop',
-        'read_threads',
-    ):
+    for k in DATA_KEYS:
         dc.data[k] = ft.data[k]
     dc.num_classes = 0
     dc.batch_size, dc.eval_batch_size = 4, 8
@@ -194,7 +199,7 @@ def test_pretrain_finetune_evaluate_distill_extract(data_dir, tmp_path, capsys):
     dist_dir = str(tmp_path / 'distill')
     d = registry.run(dc, dist_dir)
     assert np.isfinite(d['loss']) and np.isfinite(d['test_top1'])
-    saved = checkpointing.load_state(dist_dir)['params']
+    saved = checkpointing.load_params(dist_dir)
     assert saved['distill_proj']['kernel'].shape == (16, 32)
 
     # 5. TAD features from the fine-tuned model: windows of num_frames=4 every 4 frames

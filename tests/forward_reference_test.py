@@ -17,25 +17,14 @@ import jax
 import numpy as np
 from flax import nnx
 
-from vmae2 import masking
-from vmae2.models import pretrain as pretrain_model
+from vmae2.models.config import ModelConfig
+from vmae2.models.pretrain import PretrainModel
+from vmae2.ops import masking
 
-SPEC = pretrain_model.PretrainSpec(
-    variant='vit_s',
-    num_frames=4,
-    input_size=64,
-    tubelet_size=2,
-    decoder_depth=2,
-    overrides=(
-        ('width', 48),
-        ('depth', 2),
-        ('num_heads', 3),
-        ('mlp_dim', 96),
-        ('patch_size', 16),
-        ('decoder_width', 32),
-        ('decoder_num_heads', 2),
-        ('decoder_mlp_dim', 64),
-    ),
+SPEC = ModelConfig.create(
+    'vit_s', num_frames=4, input_size=64, tubelet_size=2, decoder_depth=2, width=48, depth=2,
+    num_heads=3, mlp_dim=96, patch_size=16, decoder_width=32, decoder_num_heads=2,
+    decoder_mlp_dim=64,
 )
 
 
@@ -82,7 +71,7 @@ def np_block(x, p, heads):
 
 def np_pretrain_forward(params, x, visible_idx, decode_idx, spec):
     """x [B, T, H, W, 3] -> [B, n_dec, 3*kt*p*p], everything float64."""
-    a = spec.arch
+    a = spec
     kt, p = spec.tubelet_size, a.patch_size
     b, t, h, w, c = x.shape
     # Conv3d with kernel = stride: each tubelet's (kt, p, p, c) pixels dot the kernel.
@@ -128,7 +117,7 @@ def _random_params(abstract, seed):
 
 
 def test_dual_masking_forward_matches_numpy_float64():
-    abstract = nnx.eval_shape(lambda: pretrain_model.PretrainModel(SPEC, rngs=nnx.Rngs(0)))
+    abstract = nnx.eval_shape(lambda: PretrainModel(SPEC, rngs=nnx.Rngs(0)))
     graphdef, _ = nnx.split(abstract)
     params = _random_params(nnx.to_pure_dict(nnx.state(abstract, nnx.Param)), 1)
 

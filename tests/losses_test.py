@@ -3,10 +3,11 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
-from vmae2 import losses
-from vmae2 import masking
-from vmae2 import targets
+from vmae2.ops import losses
+from vmae2.ops import masking
+from vmae2.ops import targets
 
 MEAN = np.array([0.485, 0.456, 0.406])
 STD = np.array([0.229, 0.224, 0.225])
@@ -93,3 +94,36 @@ def test_predicting_zero_gives_loss_one_for_normalised_targets():
     tgt = targets.pixel_targets(targets.normalize(jnp.asarray(video)), 4, 2)
     loss = float(losses.masked_mse(jnp.zeros_like(tgt), tgt, jnp.ones(tgt.shape[:2])))
     np.testing.assert_allclose(loss, (32 - 1) / 32, rtol=1e-3)
+
+
+def test_soft_target_cross_entropy_matches_float64_numpy():
+    rng = np.random.default_rng(0)
+    logits = rng.normal(size=(5, 7)) * 3
+    t = rng.random((5, 7))
+    t /= t.sum(1, keepdims=True)
+    logp = logits - logits.max(1, keepdims=True)
+    logp = logp - np.log(np.exp(logp).sum(1, keepdims=True))
+    want = np.mean(np.sum(-t * logp, axis=1))
+    got = np.mean(
+        losses.soft_target_cross_entropy_per_example(jnp.asarray(logits, jnp.float32), jnp.asarray(t))
+    )
+    assert float(got) == pytest.approx(want, rel=1e-5)
+
+
+def test_distillation_kl_matches_numpy_and_vanishes_on_equal_logits():
+    rng = np.random.default_rng(1)
+    s, t, temp = rng.normal(size=(4, 6)), rng.normal(size=(4, 6)), 2.5
+
+    def log_softmax(z):
+        z = z - z.max(1, keepdims=True)
+        return z - np.log(np.exp(z).sum(1, keepdims=True))
+
+    lp, lq = log_softmax(t / temp), log_softmax(s / temp)
+    want = np.mean(np.sum(np.exp(lp) * (lp - lq), axis=1)) * temp**2
+    got = np.mean(losses.distillation_kl_per_example(jnp.asarray(s), jnp.asarray(t), temp))
+    assert float(got) == pytest.approx(want, rel=1e-5)
+    same = losses.distillation_kl_per_example(jnp.asarray(s), jnp.asarray(s), temp)
+    np.testing.assert_allclose(same, 0.0, atol=1e-6)
+    f = jnp.asarray(rng.normal(size=(3, 5)))
+    assert np.allclose(losses.feature_loss_per_example(f, 2 * f, 'cosine'), 0, atol=1e-6)
+    assert np.allclose(losses.feature_loss_per_example(f, f + 1, 'mse'), 1, atol=1e-6)

@@ -5,7 +5,7 @@ import jax
 import numpy as np
 import pytest
 
-from vmae2 import masking
+from vmae2.ops import masking
 
 
 def official_running_cell(grid, ratio):

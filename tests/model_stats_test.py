@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from vmae2 import flops
-from vmae2.models import pretrain as pretrain_model
+from vmae2.models import flops
+from vmae2.models.config import ModelConfig
 from vmae2.tools import model_stats
 
 # Spec 1.1 (backbone / +K400 head) and 1.7 (pre-training model), millions.
@@ -23,7 +23,7 @@ def _close(x, ref, rtol):
 
 
 def test_vit_b_pretraining_gmacs_match_the_paper():
-    g = model_stats.analytic_gmacs(pretrain_model.PretrainSpec(variant='vit_b'))
+    g = model_stats.analytic_gmacs(ModelConfig.create('vit_b'))
     p1, p2 = model_stats.PUBLISHED_PT['vit_b']
     assert _close(g['pt_v1'], p1, 0.01) and _close(g['pt_dual'], p2, 0.01)
     # fvcore counting reproduces them to the printed digits.
@@ -32,7 +32,7 @@ def test_vit_b_pretraining_gmacs_match_the_paper():
 
 @pytest.mark.parametrize('variant', sorted(model_stats.PUBLISHED_VIEW))
 def test_per_view_gmacs_match_published(variant):
-    spec = pretrain_model.PretrainSpec(variant=variant)
+    spec = ModelConfig.create(variant)
     pub = model_stats.PUBLISHED_VIEW[variant]
     assert _close(model_stats.analytic_gmacs(spec)['view'], pub, 0.01)
     # Spec 1.9's figures count the matmuls only; they agree to the printed digit.
@@ -42,7 +42,7 @@ def test_per_view_gmacs_match_published(variant):
 
 @pytest.mark.parametrize('variant', sorted(PUBLISHED_PARAMS))
 def test_parameter_counts_formula(variant):
-    counts = model_stats.analytic_param_counts(pretrain_model.PretrainSpec(variant=variant))
+    counts = model_stats.analytic_param_counts(ModelConfig.create(variant))
     want = PUBLISHED_PARAMS[variant]
     got = (counts['backbone'], counts['classifier'], counts['pretrain'])
     for g, w in zip(got, want):
@@ -53,7 +53,7 @@ def test_parameter_counts_formula(variant):
 def test_parameter_counts_of_the_models(variant):
     # The models themselves (abstract, jax.eval_shape); L/H/g only differ in numbers
     # and take seconds each to trace, so they are covered by the formula above.
-    spec = pretrain_model.PretrainSpec(variant=variant)
+    spec = ModelConfig.create(variant)
     assert model_stats.param_counts(spec) == model_stats.analytic_param_counts(spec)
 
 
@@ -69,12 +69,12 @@ def _check_xla(spec, rel_hi):
 
 def test_xla_cost_analysis_small_model():
     # ViT-S widths on 4x128x128 (2x8x8 tokens): measured ratios 1.028-1.034.
-    _check_xla(pretrain_model.PretrainSpec(variant='vit_s', num_frames=4, input_size=128), 1.06)
+    _check_xla(ModelConfig.create('vit_s', num_frames=4, input_size=128), 1.06)
 
 
 def test_xla_cost_analysis_vit_b():
     # Measured ratios 1.015-1.018 (softmax, GELU, adds on top of the matmuls).
-    _check_xla(pretrain_model.PretrainSpec(variant='vit_b'), 1.03)
+    _check_xla(ModelConfig.create('vit_b'), 1.03)
 
 
 def test_cli_prints_table(capsys):

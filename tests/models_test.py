@@ -3,24 +3,18 @@
 import chex
 import jax
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
 import pytest
 from flax import nnx
 
-from vmae2 import masking
-from vmae2.models import classifier
+from tiny_configs import tiny_model
+from vmae2.errors import ConfigError
 from vmae2.models import embed
-from vmae2.models import pretrain
-
-TINY = (
-    ('width', 32),
-    ('depth', 2),
-    ('num_heads', 2),
-    ('mlp_dim', 64),
-    ('decoder_width', 16),
-    ('decoder_num_heads', 2),
-    ('decoder_mlp_dim', 32),
-)
+from vmae2.models.classifier import Classifier
+from vmae2.models.config import ModelConfig
+from vmae2.models.pretrain import PretrainModel
+from vmae2.ops import masking
 
 
 def n_params(module):
@@ -33,8 +27,8 @@ def n_params(module):
     [('vit_s', 24.03), ('vit_b', 94.21), ('vit_l', 317.78), ('vit_h', 645.66), ('vit_g', 1026.31)],
 )
 def test_pretrain_parameter_counts(variant, total_m):
-    spec = pretrain.PretrainSpec(variant)
-    model = nnx.eval_shape(lambda: pretrain.PretrainModel(spec, rngs=nnx.Rngs(0)))
+    spec = ModelConfig.create(variant)
+    model = nnx.eval_shape(lambda: PretrainModel(spec, rngs=nnx.Rngs(0)))
     assert round(n_params(model) / 1e6, 2) == total_m
 
 
@@ -55,17 +49,17 @@ def formula_classifier(d, depth, h, p, classes):
     [('vit_s', 384, 12, 1536, 16), ('vit_b', 768, 12, 3072, 16), ('vit_g', 1408, 40, 6144, 14)],
 )
 def test_classifier_parameter_counts(variant, d, depth, h, p):
-    spec = pretrain.PretrainSpec(variant)
-    model = nnx.eval_shape(lambda: classifier.Classifier(spec, 400, rngs=nnx.Rngs(0)))
+    spec = ModelConfig.create(variant)
+    model = nnx.eval_shape(lambda: Classifier(spec, 400, rngs=nnx.Rngs(0)))
     assert n_params(model) == formula_classifier(d, depth, h, p, 400)
     if variant == 'vit_b':
         assert n_params(model) == 86_534_800  # the log quoted in official issue #13
 
 
 def test_giant_geometry():
-    spec = pretrain.PretrainSpec('vit_g')
+    spec = ModelConfig.create('vit_g')
     assert spec.grid == (8, 16, 16) and spec.num_tokens == 2048
-    assert spec.patch_dim == 1176 and spec.arch.decoder_mlp_dim == 2234
+    assert spec.patch_dim == 1176 and spec.decoder_mlp_dim == 2234
 
 
 def test_sinusoid_table_formula():
@@ -78,23 +72,25 @@ def test_sinusoid_table_formula():
 
 
 def test_pretrain_forward_shapes_and_dtypes():
-    spec = pretrain.PretrainSpec('vit_s', num_frames=4, input_size=32, overrides=TINY)
-    model = pretrain.PretrainModel(spec, rngs=nnx.Rngs(0))
+    spec = tiny_model()
+    model = PretrainModel(spec, rngs=nnx.Rngs(0))
     mspec = masking.MaskSpec(spec.grid, mask_ratio=0.75)
     vis, dec, _ = masking.sample_masks(jax.random.key(0), mspec, 2)
     x = jax.random.normal(jax.random.key(1), (2, 4, 32, 32, 3))
     out = model(x, vis, dec)
     chex.assert_shape(out, (2, mspec.num_decode, spec.patch_dim))
     chex.assert_type(out, jnp.float32)
-    out16 = model(x, vis, dec, dtype=jnp.bfloat16)
+    # The same parameters computing in bfloat16 (ModelConfig.dtype).
+    model16 = PretrainModel(spec.replace(dtype='bfloat16'), rngs=nnx.Rngs(0))
+    out16 = model16(x, vis, dec)
     chex.assert_type(out16, jnp.float32)
     np.testing.assert_allclose(out16, out, atol=0.1)
 
 
 def test_decoder_output_rows_follow_decode_idx_order():
     # Attention is permutation-equivariant, so permuting decode_idx permutes rows.
-    spec = pretrain.PretrainSpec('vit_s', num_frames=4, input_size=32, overrides=TINY)
-    model = pretrain.PretrainModel(spec, rngs=nnx.Rngs(0))
+    spec = tiny_model()
+    model = PretrainModel(spec, rngs=nnx.Rngs(0))
     x = jax.random.normal(jax.random.key(1), (1, 4, 32, 32, 3))
     vis = jnp.array([[0, 5, 9, 17]], jnp.int32)
     dec = jnp.array([[1, 2, 3, 30]], jnp.int32)
@@ -104,8 +100,7 @@ def test_decoder_output_rows_follow_decode_idx_order():
 
 
 def test_init_statistics_follow_the_official_scheme():
-    spec = pretrain.PretrainSpec('vit_b', overrides=(('depth', 1),))
-    model = pretrain.PretrainModel(spec, rngs=nnx.Rngs(0))
+    model = PretrainModel(ModelConfig.create('vit_b', depth=1), rngs=nnx.Rngs(0))
     qkv = np.asarray(model.encoder.blocks[0].attn.qkv.kernel[...])
     bound = np.sqrt(6 / (768 + 3 * 768))  # xavier_uniform over the full (3d x d) matrix
     assert qkv.max() <= bound and qkv.max() > 0.95 * bound
@@ -119,8 +114,8 @@ def test_init_statistics_follow_the_official_scheme():
 
 
 def test_classifier_head_init_scale_and_shapes():
-    spec = pretrain.PretrainSpec('vit_s', num_frames=4, input_size=32, overrides=TINY)
-    model = classifier.Classifier(spec, 10, init_scale=0.001, rngs=nnx.Rngs(0))
+    spec = tiny_model()
+    model = Classifier(spec.replace(init_scale=0.001), 10, rngs=nnx.Rngs(0))
     head = np.asarray(model.head.kernel[...])
     assert 0 < head.std() < 0.02 * 0.001 * 1.5
     logits = model(jnp.ones((3, 4, 32, 32, 3)))
@@ -128,7 +123,7 @@ def test_classifier_head_init_scale_and_shapes():
 
 
 def test_remat_does_not_change_the_output():
-    spec = pretrain.PretrainSpec('vit_s', num_frames=4, input_size=32, overrides=TINY)
+    spec = tiny_model()
     mspec = masking.MaskSpec(spec.grid, mask_ratio=0.75)
     vis, dec, _ = masking.sample_masks(jax.random.key(0), mspec, 2)
     x = jax.random.normal(jax.random.key(1), (2, 4, 32, 32, 3))
@@ -136,27 +131,35 @@ def test_remat_does_not_change_the_output():
     def loss(model):
         return jnp.mean(model(x, vis, dec) ** 2)
 
-    plain = pretrain.PretrainModel(spec, rngs=nnx.Rngs(0))
-    remat = pretrain.PretrainModel(spec, remat_policy='full', rngs=nnx.Rngs(0))
+    plain = PretrainModel(spec, rngs=nnx.Rngs(0))
+    remat = PretrainModel(spec.replace(remat_policy='full'), rngs=nnx.Rngs(0))
     g1 = nnx.grad(loss)(plain)
     g2 = nnx.grad(loss)(remat)
     chex.assert_trees_all_close(nnx.to_pure_dict(g1), nnx.to_pure_dict(g2), atol=1e-6)
 
 
 def test_bad_shapes_raise():
-    spec = pretrain.PretrainSpec('vit_s', num_frames=4, input_size=32, overrides=TINY)
-    model = pretrain.PretrainModel(spec, rngs=nnx.Rngs(0))
+    spec = tiny_model()
+    model = PretrainModel(spec, rngs=nnx.Rngs(0))
     with pytest.raises(ValueError, match='tubelet'):
         model.encoder(jnp.ones((1, 3, 32, 32, 3)))
-    with pytest.raises(ValueError, match='unknown model variant'):
-        pretrain.PretrainSpec('vit_x').arch
+    with pytest.raises(ConfigError, match='unknown model variant'):
+        ModelConfig.create('vit_x')
+    with pytest.raises(ConfigError, match='multiple of the patch size'):
+        spec.replace(input_size=36)
+    with pytest.raises(ConfigError, match="remat_policy 'some'"):
+        spec.replace(remat_policy='some')
+    with pytest.raises(ConfigError, match='only sizes can be overridden'):
+        ModelConfig.from_config(
+            ml_collections.ConfigDict({'model': {'variant': 'vit_s', 'overrides': {'widht': 3}}})
+        )
 
 
 @pytest.mark.parametrize('remat_policy', ['none', 'full'])
 def test_scan_layers_matches_the_python_loop(remat_policy):
     """The layer scan runs the same blocks with the same drop-path keys: the loss and
     every gradient leaf equal the unrolled loop's to float32 rounding."""
-    spec = pretrain.PretrainSpec('vit_s', num_frames=4, input_size=32, overrides=TINY)
+    spec = tiny_model()
     mspec = masking.MaskSpec(spec.grid, mask_ratio=0.75)
     vis, dec, _ = masking.sample_masks(jax.random.key(0), mspec, 2)
     x = jax.random.normal(jax.random.key(1), (2, 4, 32, 32, 3))
@@ -165,13 +168,8 @@ def test_scan_layers_matches_the_python_loop(remat_policy):
         return jnp.mean(model(x, vis, dec, rng=jax.random.key(5)) ** 2)
 
     def build(scan_layers):
-        return pretrain.PretrainModel(
-            spec,
-            drop_path_rate=0.3,
-            remat_policy=remat_policy,
-            scan_layers=scan_layers,
-            rngs=nnx.Rngs(0),
-        )
+        cfg = spec.replace(drop_path_rate=0.3, remat_policy=remat_policy, scan_layers=scan_layers)
+        return PretrainModel(cfg, rngs=nnx.Rngs(0))
 
     l1, g1 = nnx.value_and_grad(loss)(build(False))
     l2, g2 = nnx.value_and_grad(loss)(build(True))

@@ -1,7 +1,7 @@
 """Two JAX processes on localhost (gloo CPU collectives) against one process.
 
 Both runs see the same global batches: the 2-process run gives each process its
-own data shard (pretrain.make_dataset: shard_index = process_index), and the
+own data shard (core.data.train_dataset: shard_index = process_index), and the
 global array puts process 0's clips first; the one-process reference builds that
 same global batch from the two shards (tests/multihost_worker.py `reference`).
 Masks are drawn for the global batch inside the jitted step, so the steps
@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 
 from data_pipelines import testing as data_testing
-from vmae2 import checkpointing
+from vmae2.runtime import checkpointing
 
 WORKER = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'multihost_worker.py')
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -132,7 +132,7 @@ def test_two_processes_match_one_process_and_checkpoint_restores(video_dir, tmp_
     assert int(restored['step']) == 3
     # Another process count: the iterator restarts (with a warning), the state restores.
     assert not bool(restored['has_data'])
-    reference = checkpointing.load_state(ref)['params']
+    reference = checkpointing.load_params(ref)
     flat = {}
 
     def walk(prefix, tree):

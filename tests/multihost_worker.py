@@ -3,8 +3,8 @@
 python tests/multihost_worker.py MODE WORKDIR VIDEO_DIR [PORT NUM_PROCESSES PROCESS_ID]
 
 MODE
-  train      pretrain.train for 3 steps; with PORT..., as one process of a
-             multi-process run (vmae2.distributed.initialize from the config).
+  train      pre-training (registry.run) for 3 steps; with PORT..., as one process
+             of a multi-process run (vmae2 distributed start-up from the config).
   reference  one process, same global batches: the per-process shards of a
              2-process run are read here and concatenated in process order,
              exactly as jax.make_array_from_process_local_data lays them out.
@@ -43,20 +43,23 @@ def main(argv):
         cfg.distributed.process_id = int(pid)
         cfg.distributed.initialization_timeout = 60
 
-    from vmae2 import distributed
+    from vmae2.runtime import distributed
 
     distributed.initialize(cfg)
 
     import jax
     import numpy as np
 
-    from vmae2.trainers import pretrain
+    from vmae2.core import build
+    from vmae2.core import data
+    from vmae2.trainers import registry
+    from vmae2.trainers.pretrain import Pretrain
 
     if mode == 'train':
-        pretrain.train(cfg, workdir)
+        registry.run(cfg, workdir)
     elif mode == 'reference':
         shards = 2
-        real = pretrain.make_dataset
+        real = data.train_dataset
 
         class Interleaved:
             """Global batch of a `shards`-process run, built in one process."""
@@ -82,53 +85,33 @@ def main(argv):
                 for it, s in zip(self.its, state):
                     it.set_state(s)
 
-        def make_dataset(cfg, records, spec, seed):
-            from data_pipelines import pipeline as data_pipeline
+        def train_dataset(cfg, records, transform):
+            from data_pipelines import pipeline
 
             return Interleaved(
                 [
-                    data_pipeline.make_pretrain_dataset(
-                        records,
-                        batch_size=cfg.batch_size // shards,
-                        num_frames=spec.num_frames,
-                        sampling_rate=cfg.data.sampling_rate,
-                        input_size=spec.input_size,
-                        num_sample=cfg.data.num_sample,
-                        seed=seed,
-                        shard_index=i,
-                        shard_count=shards,
+                    pipeline.make_train_dataset(
+                        records, transform, batch_size=cfg.batch_size // shards, seed=cfg.seed,
+                        shard_index=i, shard_count=shards,
                     )
                     for i in range(shards)
                 ]
             )
 
-        pretrain.make_dataset = make_dataset
+        data.train_dataset = train_dataset
         try:
-            pretrain.train(cfg, workdir)
+            registry.run(cfg, workdir)
         finally:
-            pretrain.make_dataset = real
+            data.train_dataset = real
     elif mode == 'restore':
-        import optax
         from flax import traverse_util
 
-        from vmae2 import checkpointing
-        from vmae2 import optim
-        from vmae2.trainers import common
+        from vmae2.runtime import checkpointing
 
-        spec = common.model_spec(cfg)
-        mesh = common.make_mesh(cfg)
-        _, abstract, _, _, _ = common.state_shardings(
-            pretrain.build_model(cfg, spec),
-            lambda p: optim.make_optimizer(
-                p, schedule=optax.constant_schedule(1e-3), weight_decay=0.05, b1=0.9, b2=0.95
-            ),
-            mesh,
-            dict(cfg.sharding_rules),
-            cfg.seed,
-        )
+        exp = build.build(cfg, Pretrain(cfg), abstract=True)
         ckpt = checkpointing.Checkpointer(workdir)
         step = ckpt.latest_step()
-        state, data = ckpt.restore(step, abstract)
+        state, data_state = ckpt.restore(step, exp.factory.abstract.as_dict())
         files = ckpt.iterator_files(step)
         ckpt.close()
         flat = {
@@ -138,7 +121,7 @@ def main(argv):
         np.savez(
             os.path.join(workdir, 'restored.npz'),
             step=int(state['step']),
-            has_data=data is not None,
+            has_data=data_state is not None,
             files=np.array(files),
             **{f'p/{k}': v for k, v in flat.items()},
         )

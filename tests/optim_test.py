@@ -1,10 +1,26 @@
 """Schedule, weight-decay mask and layer decay against the official formulas."""
 
 import jax.numpy as jnp
+import optax
 import numpy as np
 import pytest
 
-from vmae2 import optim
+import jax
+import ml_collections
+from flax import nnx
+
+from configs.finetune import common as ft_common
+from tiny_configs import tiny_model
+from vmae2.core import optim
+from vmae2.core.state import param_tree
+from vmae2.models.classifier import Classifier
+from vmae2.weights import keymaps
+
+SPEC = tiny_model(patch_size=8)
+
+
+def flat(tree):
+    return {keymaps.dotted(k): v for k, v in keymaps.flatten(tree).items()}
 
 
 def official_cosine_scheduler(base, final, total, warmup):
@@ -74,3 +90,35 @@ def test_layer_decay_ids_and_scales():
     assert s['encoder']['patch_embed']['kernel'] == pytest.approx(0.75**13)  # ~0.0238
     assert s['encoder']['blocks'][11]['w'] == pytest.approx(0.75)
     assert s['head']['kernel'] == 1.0
+
+
+def test_layer_decay_scale_of_every_classifier_parameter():
+    params = param_tree(Classifier(SPEC, 5, rngs=nnx.Rngs(0)))
+    scales = flat(optim.layer_decay_scales(params, depth=2, layer_decay=0.75))
+    for name, s in scales.items():
+        if name.startswith('encoder.patch_embed'):
+            want = 0.75**3  # layer id 0: scale ** (L + 1 - 0)
+        elif name.startswith('encoder.blocks.0.'):
+            want = 0.75**2
+        elif name.startswith('encoder.blocks.1.'):
+            want = 0.75
+        else:
+            assert name.startswith(('fc_norm', 'head')), name
+            want = 1.0
+        assert s == pytest.approx(want), name
+    assert len(scales) == len(flat(params))
+
+
+def test_finetune_optimizer_applies_layer_decay_to_updates():
+    cfg = ft_common.finetune_config('vit_s')
+    cfg.optim.weight_decay = 0.0
+    params = param_tree(Classifier(SPEC, 5, rngs=nnx.Rngs(0)))
+    schedule = optim.Schedule(optax.constant_schedule(0.1), 10, 0, 0.1)
+    tx = optim.optimizer_from_config(cfg, schedule, params, depth=2)
+    grads = jax.tree.map(jnp.ones_like, params)
+    updates, _ = tx.update(grads, tx.init(params), params)
+    u = flat(jax.tree.map(lambda x: float(jnp.abs(x).max()), updates))
+    # First Adam step: |update| = lr * scale (m / sqrt(v) = 1).
+    assert u['head.kernel'] == pytest.approx(0.1, rel=1e-4)
+    assert u['encoder.blocks.1.mlp.fc1.kernel'] == pytest.approx(0.075, rel=1e-4)
+    assert u['encoder.patch_embed.kernel'] == pytest.approx(0.1 * 0.75**3, rel=1e-4)

@@ -29,9 +29,12 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 from flax import nnx  # noqa: E402
 
-from vmae2 import convert  # noqa: E402
-from vmae2.models import classifier as classifier_model  # noqa: E402
-from vmae2.models import pretrain as pretrain_model  # noqa: E402
+from vmae2.models.classifier import Classifier  # noqa: E402
+from vmae2.models.config import ModelConfig  # noqa: E402
+from vmae2.models.pretrain import PretrainModel  # noqa: E402
+from vmae2.tools import convert  # noqa: E402
+from vmae2.weights import files  # noqa: E402
+from vmae2.weights import keymaps  # noqa: E402
 
 pytestmark = pytest.mark.torch
 
@@ -41,22 +44,13 @@ IMAGE, PATCH, FRAMES, TUBELET = 64, 16, 4, 2
 NUM_CLASSES = 7
 TOL = 1e-4
 
-SPEC = pretrain_model.PretrainSpec(
-    variant='vit_s',
-    num_frames=FRAMES,
-    input_size=IMAGE,
-    tubelet_size=TUBELET,
-    decoder_depth=DEC_DEPTH,
-    overrides=(
-        ('width', HIDDEN),
-        ('depth', DEPTH),
-        ('num_heads', HEADS),
-        ('mlp_dim', MLP),
-        ('patch_size', PATCH),
-        ('decoder_width', DEC_HIDDEN),
-        ('decoder_num_heads', DEC_HEADS),
-        ('decoder_mlp_dim', DEC_MLP),
-    ),
+OVERRIDES = dict(
+    width=HIDDEN, depth=DEPTH, num_heads=HEADS, mlp_dim=MLP, patch_size=PATCH,
+    decoder_width=DEC_HIDDEN, decoder_num_heads=DEC_HEADS, decoder_mlp_dim=DEC_MLP,
+)
+SPEC = ModelConfig.create(
+    'vit_s', num_frames=FRAMES, input_size=IMAGE, tubelet_size=TUBELET, decoder_depth=DEC_DEPTH,
+    **OVERRIDES,
 )
 
 
@@ -175,8 +169,8 @@ def test_pretrain_encoder_and_v1_reconstruction(hf_pretrain):
         hf_feat = hf_pretrain.videomae(pv, bool_masked_pos=bool_masked).last_hidden_state.numpy()
     hf_rec = run_hf()
 
-    params = convert.official_to_params(_state_dict(hf_pretrain), 'pretrain')
-    model = _merge(pretrain_model.PretrainModel, params, SPEC)
+    params = keymaps.official_to_params(_state_dict(hf_pretrain), 'pretrain')
+    model = _merge(PretrainModel, params, SPEC)
     visible = jnp.asarray(np.broadcast_to(np.flatnonzero(~masked), (2, n - masked.sum())))
     decode = jnp.asarray(np.broadcast_to(np.flatnonzero(masked), (2, masked.sum())))
     feat = model.encoder(jnp.asarray(x), visible)
@@ -208,8 +202,8 @@ def test_classifier_features_and_logits():
         hf_tokens = hf.videomae(pv).last_hidden_state.numpy()
     hf_logits = run_hf()
 
-    params = convert.official_to_params(_state_dict(hf), 'classifier')
-    model = _merge(classifier_model.Classifier, params, SPEC, NUM_CLASSES)
+    params = keymaps.official_to_params(_state_dict(hf), 'classifier')
+    model = _merge(Classifier, params, SPEC, NUM_CLASSES)
     tokens = model.encoder(jnp.asarray(x))
     logits = model(jnp.asarray(x))
     e_tok, e_log = _rel(tokens, hf_tokens), _rel(logits, hf_logits)
@@ -228,8 +222,8 @@ def test_hub_bias_names_convert_identically(hf_pretrain):
         for k, v in sd.items()
     }
     assert any(k.endswith('q_bias') for k in hub)
-    a = convert.flatten(convert.official_to_params(sd, 'pretrain'))
-    b = convert.flatten(convert.official_to_params(hub, 'pretrain'))
+    a = keymaps.flatten(keymaps.official_to_params(sd, 'pretrain'))
+    b = keymaps.flatten(keymaps.official_to_params(hub, 'pretrain'))
     assert a.keys() == b.keys()
     for k in a:
         np.testing.assert_array_equal(a[k], b[k])
@@ -245,12 +239,12 @@ def test_hf_safetensors_file_through_the_cli(hf_pretrain, tmp_path):
     )
     out = str(tmp_path / 'converted')
     argv = ['--input', src, '--output', out, '--model', 'vit_s', '--num-frames', str(FRAMES)]
-    argv += ['--input-size', str(IMAGE)] + [f'--override={k}={v}' for k, v in SPEC.overrides]
+    argv += ['--input-size', str(IMAGE)] + [f'--override={k}={v}' for k, v in OVERRIDES.items()]
     assert convert.main(argv) == 0
-    params, meta = convert.read_params_dir(out)
+    params, meta = files.read_source(out)
     assert meta['kind'] == 'pretrain' and meta['decoder_depth'] == DEC_DEPTH
-    want = convert.flatten(convert.official_to_params(_state_dict(hf_pretrain), 'pretrain'))
-    got = convert.flatten(params)
+    want = keymaps.flatten(keymaps.official_to_params(_state_dict(hf_pretrain), 'pretrain'))
+    got = keymaps.flatten(params)
     assert got.keys() == want.keys()
     for k in want:
         np.testing.assert_array_equal(got[k], want[k])

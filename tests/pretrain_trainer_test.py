@@ -1,5 +1,5 @@
-"""The pre-training trainer end to end on small made videos: resume, skipping,
-non-finite stop, config errors, learning on a fixed batch."""
+"""The pre-training stage end to end on small made videos: resume, init_from,
+skipping, non-finite stop, config errors, learning on a fixed batch."""
 
 import json
 import os
@@ -12,11 +12,17 @@ import pytest
 
 from data_pipelines import testing as data_testing
 import tiny_configs
-from vmae2 import checkpointing
-from vmae2 import targets
-from vmae2.trainers import common
-from vmae2.trainers import pretrain
+from vmae2.core import build
+from vmae2.core import loop
+from vmae2.core import step as step_lib
+from vmae2.core.state import StateFactory
+from vmae2.errors import CheckpointError
+from vmae2.ops import targets
+from vmae2.runtime import checkpointing
+from vmae2.runtime import sharding
 from vmae2.trainers import registry
+from vmae2.trainers.pretrain import Pretrain
+from vmae2.weights import surgery
 
 
 @pytest.fixture(scope='module')
@@ -43,7 +49,11 @@ def tiny_config(video_dir, **overrides):
 
 
 def params_of(workdir):
-    return checkpointing.load_state(workdir)['params']
+    return checkpointing.load_params(workdir)
+
+
+def train(cfg, workdir):
+    return registry.run(cfg, workdir)
 
 
 class _Killed(Exception):
@@ -53,11 +63,11 @@ class _Killed(Exception):
 def test_kill_and_resume_equals_uninterrupted_run(video_dir, tmp_path, monkeypatch):
     cfg = tiny_config(video_dir)
     full = str(tmp_path / 'full')
-    pretrain.train(cfg, full)
+    train(cfg, full)
 
     killed = str(tmp_path / 'killed')
     calls = {'n': 0}
-    real = common.global_batch
+    real = sharding.global_batch
 
     def dying_global_batch(local, mesh):
         calls['n'] += 1
@@ -65,12 +75,12 @@ def test_kill_and_resume_equals_uninterrupted_run(video_dir, tmp_path, monkeypat
             raise _Killed()
         return real(local, mesh)
 
-    monkeypatch.setattr(common, 'global_batch', dying_global_batch)
+    monkeypatch.setattr(sharding, 'global_batch', dying_global_batch)
     with pytest.raises(_Killed):
-        pretrain.train(cfg, killed)
-    monkeypatch.setattr(common, 'global_batch', real)
-    assert checkpointing.latest_state_dir(killed).endswith('/4/state')
-    pretrain.train(cfg, killed)  # the same command again resumes at step 4
+        train(cfg, killed)
+    monkeypatch.setattr(sharding, 'global_batch', real)
+    assert checkpointing.latest_step_number(killed) == 4
+    train(cfg, killed)  # the same command again resumes at step 4
 
     a, b = params_of(full), params_of(killed)
     for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
@@ -94,7 +104,7 @@ def test_unreadable_videos_are_skipped_and_counted(video_dir, tmp_path):
     cfg.data.train_list = str(listing)
     cfg.optim.total_steps = 4
     work = str(tmp_path / 'w')
-    pretrain.train(cfg, work)
+    train(cfg, work)
     rows = [json.loads(line) for line in open(os.path.join(work, 'metrics.jsonl'))]
     assert rows[-1]['step'] == 4
     assert rows[-1]['skipped_videos'] > 0
@@ -104,12 +114,12 @@ def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(video_dir, tmp_pat
     cfg = tiny_config(video_dir)
     cfg.optim.total_steps = 2
     work = str(tmp_path / 'w')
-    pretrain.train(cfg, work)
+    train(cfg, work)
     cfg.optim.total_steps = 6
     monkeypatch.setattr(targets, 'normalize', lambda v: v.astype(jnp.float32) * jnp.nan)
     with pytest.raises(FloatingPointError, match='last good checkpoint is step 2'):
-        pretrain.train(cfg, work)
-    assert checkpointing.latest_state_dir(work).endswith('/2/state')
+        train(cfg, work)
+    assert checkpointing.latest_step_number(work) == 2
 
 
 @pytest.mark.parametrize(
@@ -126,71 +136,84 @@ def test_bad_configs_fail_with_clear_errors(video_dir, tmp_path, field, value, m
     section, _, name = field.rpartition('.')
     (cfg[section] if section else cfg)[name] = value
     with pytest.raises(ValueError, match=message):
-        pretrain.train(cfg, str(tmp_path / 'w'))
+        train(cfg, str(tmp_path / 'w'))
 
 
 def test_missing_data_and_unknown_trainer(tmp_path):
     cfg = tiny_config('')
     with pytest.raises(ValueError, match='train_list'):
-        pretrain.train(cfg, str(tmp_path / 'w'))
+        train(cfg, str(tmp_path / 'w'))
     cfg.trainer = 'pretrian'
     with pytest.raises(ValueError, match="config.trainer 'pretrian'"):
         registry.run(cfg, str(tmp_path / 'w'))
 
 
+def test_init_from_starts_pretraining_from_those_weights(video_dir, tmp_path):
+    first = str(tmp_path / 'first')
+    cfg = tiny_config(video_dir, seed=3)
+    cfg.optim.total_steps = 2
+    train(cfg, first)
+    cfg = tiny_config(video_dir)  # another seed: fresh weights would differ
+    cfg.init_from = first
+    exp = build.build(cfg, Pretrain(cfg))
+    ckpt = checkpointing.Checkpointer(str(tmp_path / 'second'))
+    try:
+        state = loop.initial_state(exp, ckpt)
+    finally:
+        ckpt.close()
+    assert int(state.step) == 0
+    for x, y in zip(jax.tree.leaves(state.params), jax.tree.leaves(params_of(first))):
+        np.testing.assert_array_equal(np.asarray(x), y)
+    # The optimiser starts afresh: zero first moments.
+    assert all(not np.any(np.asarray(m)) for m in jax.tree.leaves(state.opt_state[0].mu))
+
+
+def test_init_from_in_pretraining_rejects_what_it_cannot_use(video_dir, tmp_path):
+    cfg = tiny_config(video_dir)
+    cfg.init_from = str(tmp_path / 'no_such_workdir')
+    with pytest.raises(FileNotFoundError, match='no_such_workdir'):
+        train(cfg, str(tmp_path / 'w'))
+    classifier = {'encoder': {}, 'fc_norm': {'scale': np.ones(2)}, 'head': {'bias': np.ones(2)}}
+    with pytest.raises(CheckpointError, match='classifier checkpoint'):
+        surgery.transplant(classifier, {'decoder': {}, 'mask_token': np.zeros(2)})
+
+
+def fixed_batch_step(cfg, make_tx, grad_accum_steps=1):
+    """(state, jitted step) of the pre-training stage's own step on one device."""
+    stage = Pretrain(cfg)
+    factory = StateFactory(stage.build_model, make_tx, sharding.make_mesh({'data': -1}), {}, 0)
+    step = step_lib.make_train_step(
+        stage.loss, stage.prepare, factory.graphdef, factory.tx, optax.constant_schedule(0.0),
+        grad_accum_steps,
+    )
+    return factory.create(), jax.jit(step)
+
+
 def test_a_few_steps_lower_the_loss_on_a_fixed_batch():
     cfg = tiny_config('')
-    spec = common.model_spec(cfg)
-    mspec = pretrain.mask_spec(cfg, spec)
-    mesh = common.make_mesh(cfg)
-    sched = optax.constant_schedule(2e-3)
-
-    def make_tx(params):
-        return optax.adamw(sched, b1=0.9, b2=0.95, weight_decay=0.05)
-
-    state, shardings, graphdef, tx = common.create_state(
-        pretrain.build_model(cfg, spec), make_tx, mesh, {}, 0
-    )
-    loss_fn = pretrain.make_loss_fn(
-        graphdef, spec, mspec, dtype=jnp.float32, normalize_target=True, drop_path=False
-    )
-    step = jax.jit(pretrain.make_train_step(loss_fn, tx, sched, mspec, seed=0))
+    adamw = optax.adamw(2e-3, b1=0.9, b2=0.95, weight_decay=0.05)
+    state, step = fixed_batch_step(cfg, lambda p: adamw)
     # Smooth random clips (a learnable signal), the same batch and masks every step.
     rng = np.random.default_rng(0)
     base = rng.integers(0, 256, (4, 1, 4, 4, 3)).astype(np.float32)
     video = jnp.asarray(np.kron(base, np.ones((1, 4, 8, 8, 1))).clip(0, 255).astype(np.uint8))
     losses = []
     for _ in range(30):
-        state = dict(state, step=jnp.zeros((), jnp.int32))  # fixed masks
-        state, m = step(state, {'video': video})
+        state = state.replace(step=jnp.zeros((), jnp.int32))  # fixed masks
+        state, m = step(state, {'video': video}, {})
         losses.append(float(m['loss']))
     assert losses[-1] < 0.8 * losses[0], losses
 
 
 def test_gradient_accumulation_equals_one_big_step():
     cfg = tiny_config('')
-    spec = common.model_spec(cfg)
-    mspec = pretrain.mask_spec(cfg, spec)
-    mesh = common.make_mesh(cfg)
-    sched = optax.constant_schedule(1.0)
-
-    def make_tx(params):
-        return optax.sgd(sched)  # new params = params - gradient: compares gradients
-
-    state, _, graphdef, tx = common.create_state(
-        pretrain.build_model(cfg, spec), make_tx, mesh, {}, 0
-    )
-    loss_fn = pretrain.make_loss_fn(
-        graphdef, spec, mspec, dtype=jnp.float32, normalize_target=True, drop_path=False
-    )
     video = jnp.asarray(np.random.default_rng(3).integers(0, 256, (8, 4, 32, 32, 3), np.uint8))
     outs = []
     for k in (1, 4):
-        step = jax.jit(
-            pretrain.make_train_step(loss_fn, tx, sched, mspec, seed=0, grad_accum_steps=k)
-        )
-        new_state, m = step(jax.tree.map(jnp.copy, state), {'video': video})
-        outs.append((new_state['params'], float(m['loss'])))
+        # sgd(1): new params = params - gradient, so this compares gradients.
+        state, step = fixed_batch_step(cfg, lambda p: optax.sgd(1.0), grad_accum_steps=k)
+        new_state, m = step(state, {'video': video}, {})
+        outs.append((new_state.params, float(m['loss'])))
     assert outs[0][1] == pytest.approx(outs[1][1], rel=1e-5)
     for a, b in zip(jax.tree.leaves(outs[0][0]), jax.tree.leaves(outs[1][0])):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)

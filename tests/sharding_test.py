@@ -1,7 +1,6 @@
 """Sharding on 8 fake CPU devices: rules -> specs, sharded steps equal the
 single-device step, checkpoints move between mesh shapes, ViT-g coverage."""
 
-import dataclasses
 import functools
 
 import jax
@@ -13,29 +12,24 @@ from flax import nnx
 from jax.sharding import AbstractMesh, AxisType, Mesh, PartitionSpec as P
 
 from configs import common as config_common
+from configs.finetune import common as ft_common
 from configs.pretrain import vit_g as vit_g_config
-from vmae2 import checkpointing
-from vmae2 import distributed
-from vmae2 import sharding
-from vmae2 import targets
-from vmae2.models import classifier
-from vmae2.models import pretrain as pretrain_model
-from vmae2.trainers import common
-from vmae2.trainers import pretrain
+from tiny_configs import TINY_SIZES
+from vmae2.core import step as step_lib
+from vmae2.core.state import StateFactory
+from vmae2.models.classifier import Classifier
+from vmae2.models.config import ModelConfig
+from vmae2.models.pretrain import PretrainModel
+from vmae2.runtime import checkpointing
+from vmae2.runtime import distributed
+from vmae2.runtime import sharding
+from vmae2.trainers.finetune import Finetune
+from vmae2.trainers.pretrain import Pretrain
 
 RTOL = 1e-5
 
 # Width 32 (heads 2, qkv 96, mlp 64): every large dimension divides 2 and 4.
-TINY = dict(
-    width=32,
-    depth=2,
-    num_heads=2,
-    mlp_dim=64,
-    patch_size=8,
-    decoder_width=16,
-    decoder_num_heads=2,
-    decoder_mlp_dim=32,
-)
+TINY = dict(TINY_SIZES, patch_size=8)
 
 MESHES = {
     'single': ({'data': 1}, {}),
@@ -57,18 +51,19 @@ def mesh_of(name: str) -> tuple[Mesh, dict]:
     return mesh, dict(rules)
 
 
-def tiny_config():
-    c = config_common.pretrain_config('vit_s')
+def tiny_config(c=None):
+    c = c or config_common.pretrain_config('vit_s')
     c.model.num_frames = 4
     c.model.input_size = 32
     c.model.decoder_depth = 1
     c.model.overrides = TINY
-    c.masking.mask_ratio = 0.75
+    if 'masking' in c:
+        c.masking.mask_ratio = 0.75
     return c
 
 
-def tiny_spec() -> pretrain_model.PretrainSpec:
-    return common.model_spec(tiny_config())
+def tiny_spec() -> ModelConfig:
+    return ModelConfig.from_config(tiny_config())
 
 
 def adamw(_):
@@ -118,10 +113,10 @@ def test_logical_to_spec_rules_divisibility_and_fallback():
 
 @functools.lru_cache(maxsize=None)
 def abstract_vit_g(stage: str):
-    spec = pretrain_model.PretrainSpec(variant='vit_g')
+    spec = ModelConfig.create('vit_g')
     if stage == 'pretrain':
-        return nnx.eval_shape(lambda: pretrain_model.PretrainModel(spec, rngs=nnx.Rngs(0)))
-    return nnx.eval_shape(lambda: classifier.Classifier(spec, 710, rngs=nnx.Rngs(0)))
+        return nnx.eval_shape(lambda: PretrainModel(spec, rngs=nnx.Rngs(0)))
+    return nnx.eval_shape(lambda: Classifier(spec, 710, rngs=nnx.Rngs(0)))
 
 
 def _vit_g_fraction(stage: str, mesh_shape: tuple[int, int], rules: dict) -> tuple[float, int]:
@@ -165,30 +160,31 @@ def test_fsdp_fallback_on_256_way_fsdp():
 # ------------------------------------------------------- pre-training step
 
 
-def pretrain_step_on(mesh_name: str, video: np.ndarray, steps: int = 2):
-    cfg = tiny_config()
-    spec = common.model_spec(cfg)
-    mspec = pretrain.mask_spec(cfg, spec)
+def stage_step_on(stage, mesh_name: str, local: dict, steps: int = 2, seed: int = 0):
+    """`steps` of the stage's real train step (core.step) on a mesh of MESHES."""
     mesh, rules = mesh_of(mesh_name)
-    state, shardings, graphdef, tx = common.create_state(
-        pretrain.build_model(cfg, spec), adamw, mesh, rules, seed=0
-    )
-    loss_fn = pretrain.make_loss_fn(
-        graphdef, spec, mspec, dtype=jnp.float32, normalize_target=True, drop_path=False
+    factory = StateFactory(stage.build_model, adamw, mesh, rules, seed=seed)
+    train_step = step_lib.make_train_step(
+        stage.loss, stage.prepare, factory.graphdef, factory.tx, optax.constant_schedule(1e-3)
     )
     step = jax.jit(
-        pretrain.make_train_step(loss_fn, tx, optax.constant_schedule(1e-3), mspec, seed=0),
-        in_shardings=(shardings, sharding.batch_sharding(mesh)),
-        out_shardings=(shardings, sharding.replicated(mesh)),
+        train_step,
+        in_shardings=(factory.shardings, sharding.batch_sharding(mesh), {}),
+        out_shardings=(factory.shardings, sharding.replicated(mesh)),
         donate_argnums=0,
     )
     losses = []
     with jax.set_mesh(mesh):
-        batch = common.global_batch({'video': video}, mesh)
+        state = factory.create()
+        batch = sharding.global_batch(local, mesh)
         for _ in range(steps):
-            state, m = step(state, batch)
+            state, m = step(state, batch, {})
             losses.append(float(m['loss']))
     return state, losses
+
+
+def pretrain_step_on(mesh_name: str, video: np.ndarray, steps: int = 2):
+    return stage_step_on(Pretrain(tiny_config()), mesh_name, {'video': video}, steps)
 
 
 @pytest.fixture(scope='module')
@@ -201,15 +197,15 @@ def test_sharded_pretrain_step_equals_single_device(single_pretrain, mesh_name):
     ref_state, ref_losses = single_pretrain
     state, losses = pretrain_step_on(mesh_name, video_batch())
     np.testing.assert_allclose(losses, ref_losses, rtol=RTOL)
-    err = tree_rel_error(state['params'], ref_state['params'])
+    err = tree_rel_error(state.params, ref_state.params)
     assert err < RTOL, err
-    assert tree_rel_error(state['opt_state'], ref_state['opt_state']) < 1e-4
+    assert tree_rel_error(state.opt_state, ref_state.opt_state) < 1e-4
     print(
         f'{mesh_name}: loss rel err {np.max(np.abs(np.subtract(losses, ref_losses)) / ref_losses):.2e}, '
         f'params rel err {err:.2e}'
     )
 
-    p = state['params']
+    p = state.params
     blk = p['encoder']['blocks'][0]
     if mesh_name == 'fsdp2x4':
         assert spec_of(blk['attn']['qkv']['kernel']) == P('fsdp', None)
@@ -225,7 +221,7 @@ def test_sharded_pretrain_step_equals_single_device(single_pretrain, mesh_name):
     assert spec_of(blk['norm1']['scale']) == P(None)
     assert spec_of(p['encoder']['patch_embed']['kernel'])[-1] == 'fsdp'
     # The AdamW moments are sharded like their parameters.
-    mu = state['opt_state'][0].mu['encoder']['blocks'][0]['attn']['qkv']['kernel']
+    mu = state.opt_state[0].mu['encoder']['blocks'][0]['attn']['qkv']['kernel']
     assert spec_of(mu) == spec_of(blk['attn']['qkv']['kernel'])
     shard = blk['attn']['qkv']['kernel'].addressable_shards[0].data
     assert shard.size == blk['attn']['qkv']['kernel'].size // (4 if mesh_name == 'fsdp2x4' else 4)
@@ -235,39 +231,16 @@ def test_sharded_pretrain_step_equals_single_device(single_pretrain, mesh_name):
 
 
 def finetune_step_on(mesh_name: str, steps: int = 2):
-    spec = tiny_spec()
-    mesh, rules = mesh_of(mesh_name)
-
-    def build(rngs):
-        return classifier.Classifier(spec, 10, init_scale=1.0, rngs=rngs)
-
-    state, shardings, graphdef, tx = common.create_state(build, adamw, mesh, rules, seed=1)
-
-    def step(state, batch):
-        def loss_fn(params):
-            model = nnx.merge(graphdef, nnx.State(params))
-            logits = model(targets.normalize(batch['video']))
-            return optax.softmax_cross_entropy_with_integer_labels(logits, batch['label']).mean()
-
-        loss, grads = jax.value_and_grad(loss_fn)(state['params'])
-        updates, opt_state = tx.update(grads, state['opt_state'], state['params'])
-        params = optax.apply_updates(state['params'], updates)
-        return {'step': state['step'] + 1, 'params': params, 'opt_state': opt_state}, loss
-
-    step = jax.jit(
-        step,
-        in_shardings=(shardings, sharding.batch_sharding(mesh)),
-        out_shardings=(shardings, sharding.replicated(mesh)),
-        donate_argnums=0,
-    )
-    local = {'video': video_batch(seed=3), 'label': np.arange(8, dtype=np.int32) % 10}
-    losses = []
-    with jax.set_mesh(mesh):
-        batch = common.global_batch(local, mesh)
-        for _ in range(steps):
-            state, loss = step(state, batch)
-            losses.append(float(loss))
-    return state, losses
+    """The fine-tuning stage's step (erasing, mixup, soft-target CE) on a tiny classifier."""
+    cfg = tiny_config(ft_common.finetune_config('vit_s'))
+    cfg.num_classes = 10
+    cfg.model.init_scale = 1.0
+    local = {
+        'video': video_batch(seed=3),
+        'label': np.arange(8, dtype=np.int32) % 10,
+        'erase_box': np.tile(np.array([[2, 3, 5, 6]], np.int32), (8, 1)),
+    }
+    return stage_step_on(Finetune(cfg), mesh_name, local, steps, seed=1)
 
 
 def test_sharded_finetune_step_equals_single_device():
@@ -275,10 +248,10 @@ def test_sharded_finetune_step_equals_single_device():
     for name in ('fsdp2x4', 'tensor2x2x2'):
         state, losses = finetune_step_on(name)
         np.testing.assert_allclose(losses, ref_losses, rtol=RTOL)
-        err = tree_rel_error(state['params'], ref_state['params'])
+        err = tree_rel_error(state.params, ref_state.params)
         assert err < RTOL, (name, err)
         print(f'finetune {name}: params rel err {err:.2e}')
-        head = state['params']['head']['kernel']
+        head = state.params['head']['kernel']
         assert spec_of(head)[0] == 'fsdp'
 
 
@@ -286,33 +259,29 @@ def test_sharded_finetune_step_equals_single_device():
 
 
 def test_checkpoint_from_one_mesh_restores_onto_another(tmp_path):
-    cfg = tiny_config()
-    spec = common.model_spec(cfg)
+    stage = Pretrain(tiny_config())
     src_mesh, src_rules = mesh_of('data8')
     dst_mesh, dst_rules = mesh_of('fsdp2x4')
-    build = pretrain.build_model(cfg, spec)
-    saved, _, _, _ = common.create_state(build, adamw, src_mesh, src_rules, seed=0)
-    saved = dict(saved, step=jnp.asarray(7, jnp.int32))
-    assert spec_of(saved['params']['encoder']['blocks'][0]['attn']['qkv']['kernel']) == P(
-        None, None
-    )
+    saved = StateFactory(stage.build_model, adamw, src_mesh, src_rules, seed=0).create()
+    saved = saved.replace(step=jnp.asarray(7, jnp.int32))
+    assert spec_of(saved.params['encoder']['blocks'][0]['attn']['qkv']['kernel']) == P(None, None)
 
     ckpt = checkpointing.Checkpointer(str(tmp_path), async_save=False)
-    ckpt.save(7, saved, data_state=b'{"next_index": 12}')
+    ckpt.save(7, saved.as_dict(), data_state=b'{"next_index": 12}')
     ckpt.close()
     assert checkpointing.Checkpointer(str(tmp_path)).iterator_files(7) == ['process_0-of-1.json']
 
     # Another seed: restoring must overwrite every value.
-    target, dst_shardings, _, _ = common.create_state(build, adamw, dst_mesh, dst_rules, seed=5)
+    target = StateFactory(stage.build_model, adamw, dst_mesh, dst_rules, seed=5)
     ckpt = checkpointing.Checkpointer(str(tmp_path))
-    restored, data = ckpt.restore(7, common.abstract_like(target, dst_shardings))
+    restored, data = ckpt.restore(7, target.abstract.as_dict())
     ckpt.close()
     assert data == b'{"next_index": 12}'
     assert int(restored['step']) == 7
-    chex_equal = jax.tree.map(
-        lambda a, b: np.array_equal(np.asarray(a), np.asarray(b)), restored, saved
+    same = jax.tree.map(
+        lambda a, b: np.array_equal(np.asarray(a), np.asarray(b)), restored, saved.as_dict()
     )
-    assert all(jax.tree.leaves(chex_equal))
+    assert all(jax.tree.leaves(same))
     kernel = restored['params']['encoder']['blocks'][0]['attn']['qkv']['kernel']
     assert spec_of(kernel) == P('fsdp', None)
     assert kernel.sharding.mesh.shape == dst_mesh.shape
@@ -333,10 +302,14 @@ def test_default_rules_by_model_size():
         )
 
 
-def test_distributed_settings_single_process_is_a_no_op():
+def test_distributed_settings_single_process_is_a_no_op(monkeypatch):
     cfg = config_common.pretrain_config('vit_s')
     assert distributed.settings(cfg, environ={})['launch'] is None
-    assert distributed.initialize(cfg) is False or jax.distributed.is_initialized()
+    for name in ('JAX_COORDINATOR_ADDRESS', 'JAX_NUM_PROCESSES', 'JAX_PROCESS_ID', 'SLURM_JOB_ID'):
+        monkeypatch.delenv(name, raising=False)
+    assert not jax.distributed.is_initialized()
+    assert distributed.initialize(cfg) is False
+    assert not jax.distributed.is_initialized()
     env = {
         'JAX_COORDINATOR_ADDRESS': '10.0.0.1:1234',
         'JAX_NUM_PROCESSES': '4',
@@ -380,15 +353,17 @@ def test_sharded_fraction_and_bytes_per_device():
     assert rows == [('w', (64, 32), P('fsdp', None))]
 
 
-def test_state_shardings_allocates_nothing():
-    cfg = tiny_config()
-    spec = common.model_spec(cfg)
+def test_state_factory_allocates_nothing():
+    """Building the abstract state creates no device array (measured: jax.live_arrays)."""
+    stage = Pretrain(tiny_config())
     mesh, rules = mesh_of('fsdp2x4')
-    _, abstract, shardings, _, _ = common.state_shardings(
-        pretrain.build_model(cfg, spec), adamw, mesh, rules, 0
+    before = {id(a) for a in jax.live_arrays()}
+    factory = StateFactory(stage.build_model, adamw, mesh, rules, 0)
+    created = [a for a in jax.live_arrays() if id(a) not in before]
+    assert created == []
+    k = factory.abstract.params['encoder']['blocks'][0]['mlp']['fc1']['kernel']
+    assert isinstance(k, jax.ShapeDtypeStruct) and k.sharding.spec == P('fsdp', None)
+    state = factory.create()  # the real creation does allocate, sharded like the abstract
+    assert state.params['encoder']['blocks'][0]['mlp']['fc1']['kernel'].sharding.spec == P(
+        'fsdp', None
     )
-    leaves = jax.tree.leaves(abstract)
-    assert all(isinstance(x, jax.ShapeDtypeStruct) for x in leaves)
-    k = abstract['params']['encoder']['blocks'][0]['mlp']['fc1']['kernel']
-    assert k.sharding.spec == P('fsdp', None)
-    assert dataclasses.is_dataclass(spec)

@@ -32,7 +32,7 @@ def sinusoid_table(num_positions: int, dim: int) -> np.ndarray:
     return table.astype(np.float32)
 
 
-def _torch_default_uniform(fan_in: int):
+def torch_default_uniform(fan_in: int):
     """PyTorch's default Linear/Conv init, kaiming_uniform(a=sqrt(5)): U(+-1/sqrt(fan_in))."""
     bound = 1.0 / math.sqrt(fan_in)
 
@@ -65,7 +65,7 @@ class PatchEmbed(nnx.Module):
         self.patch_size = patch_size
         self.tubelet_size = tubelet_size
         fan_in = channels * tubelet_size * patch_size * patch_size
-        init = _torch_default_uniform(fan_in)
+        init = torch_default_uniform(fan_in)
         shape = (tubelet_size, patch_size, patch_size, channels, width)
         self.kernel = nnx.Param(
             init(rngs.params(), shape, param_dtype), logical_axes=(None, None, None, None, 'embed')

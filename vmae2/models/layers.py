@@ -1,7 +1,9 @@
 """Transformer building blocks of the VideoMAE V2 ViT (spec 1.2, 1.3).
 
-Every module takes `dtype` (compute) separately from its float32 parameters;
-LayerNorm statistics and the softmax always run in float32. Parameters carry
+Dense and LayerNorm take the compute `dtype` per call; Attention, Mlp and Block
+read it, with the attention implementation and the parameter dtype, from the
+ModelConfig they are built with. LayerNorm statistics and the softmax always run
+in float32. Parameters carry
 logical axis names under the metadata key `logical_axes` (read by
 vmae2/sharding.py); the models know nothing about meshes.
 """
@@ -14,9 +16,9 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-Initializer = Callable[..., jax.Array]
+from vmae2.models.config import ModelConfig
 
-ATTENTION_IMPLS = ('einsum', 'recompute', 'xla', 'cudnn')
+Initializer = Callable[..., jax.Array]
 
 # Official pre-training init: xavier_uniform on every Linear (qkv as one
 # (3d x d) matrix), bias 0 (models/modeling_pretrain.py::_init_weights).
@@ -153,45 +155,27 @@ class Attention(nnx.Module):
     """
 
     def __init__(
-        self,
-        width: int,
-        num_heads: int,
-        *,
-        kernel_init: Initializer,
-        attention_impl: str = 'einsum',
-        param_dtype=jnp.float32,
-        rngs: nnx.Rngs,
+        self, cfg: ModelConfig, width: int, num_heads: int, *, kernel_init: Initializer, rngs
     ):
-        if width % num_heads:
-            raise ValueError(f'width {width} is not divisible by num_heads {num_heads}')
-        if attention_impl not in ATTENTION_IMPLS:
-            raise ValueError(f'attention_impl {attention_impl!r}: choose one of {ATTENTION_IMPLS}')
         self.num_heads = num_heads
-        self.attention_impl = attention_impl
+        self.attention_impl = cfg.attention_impl
+        self.dtype = cfg.compute_dtype
+        pd = cfg.params_dtype
         self.qkv = Dense(
-            width,
-            3 * width,
-            use_bias=False,
-            kernel_init=kernel_init,
-            axes=('embed', 'qkv'),
-            param_dtype=param_dtype,
-            rngs=rngs,
+            width, 3 * width, use_bias=False, kernel_init=kernel_init, axes=('embed', 'qkv'),
+            param_dtype=pd, rngs=rngs,
         )
-        self.q_bias = nnx.Param(jnp.zeros((width,), param_dtype), logical_axes=('heads',))
-        self.v_bias = nnx.Param(jnp.zeros((width,), param_dtype), logical_axes=('heads',))
+        self.q_bias = nnx.Param(jnp.zeros((width,), pd), logical_axes=('heads',))
+        self.v_bias = nnx.Param(jnp.zeros((width,), pd), logical_axes=('heads',))
         self.proj = Dense(
-            width,
-            width,
-            kernel_init=kernel_init,
-            axes=('heads', 'embed'),
-            param_dtype=param_dtype,
+            width, width, kernel_init=kernel_init, axes=('heads', 'embed'), param_dtype=pd,
             rngs=rngs,
         )
 
-    def __call__(self, x: jax.Array, dtype=jnp.float32) -> jax.Array:
+    def __call__(self, x: jax.Array) -> jax.Array:
         """[batch, tokens, width] -> [batch, tokens, width]."""
         b, n, d = x.shape
-        h = self.num_heads
+        h, dtype = self.num_heads, self.dtype
         hd = d // h
         bias = jnp.concatenate(
             [self.q_bias[...], jnp.zeros_like(self.v_bias[...]), self.v_bias[...]]
@@ -222,35 +206,23 @@ class Mlp(nnx.Module):
     """fc1 -> exact (erf) GELU -> fc2; no dropout between (spec 1.2)."""
 
     def __init__(
-        self,
-        width: int,
-        hidden: int,
-        *,
-        kernel_init: Initializer,
-        param_dtype=jnp.float32,
-        rngs: nnx.Rngs,
+        self, cfg: ModelConfig, width: int, hidden: int, *, kernel_init: Initializer, rngs
     ):
+        self.dtype = cfg.compute_dtype
+        pd = cfg.params_dtype
         self.fc1 = Dense(
-            width,
-            hidden,
-            kernel_init=kernel_init,
-            axes=('embed', 'mlp'),
-            param_dtype=param_dtype,
+            width, hidden, kernel_init=kernel_init, axes=('embed', 'mlp'), param_dtype=pd,
             rngs=rngs,
         )
         self.fc2 = Dense(
-            hidden,
-            width,
-            kernel_init=kernel_init,
-            axes=('mlp', 'embed'),
-            param_dtype=param_dtype,
+            hidden, width, kernel_init=kernel_init, axes=('mlp', 'embed'), param_dtype=pd,
             rngs=rngs,
         )
 
-    def __call__(self, x: jax.Array, dtype=jnp.float32) -> jax.Array:
-        y = self.fc1(x, dtype)
-        y = jax.nn.gelu(y.astype(jnp.float32), approximate=False).astype(dtype)
-        return self.fc2(y, dtype)
+    def __call__(self, x: jax.Array) -> jax.Array:
+        y = self.fc1(x, self.dtype)
+        y = jax.nn.gelu(y.astype(jnp.float32), approximate=False).astype(self.dtype)
+        return self.fc2(y, self.dtype)
 
 
 class Block(nnx.Module):
@@ -261,34 +233,26 @@ class Block(nnx.Module):
 
     def __init__(
         self,
+        cfg: ModelConfig,
         width: int,
         num_heads: int,
         mlp_dim: int,
         *,
         drop_path_rate: float = 0.0,
         kernel_init: Initializer = xavier_uniform,
-        attention_impl: str = 'einsum',
-        param_dtype=jnp.float32,
         rngs: nnx.Rngs,
     ):
         self.drop_path_rate = float(drop_path_rate)
-        self.norm1 = LayerNorm(width, param_dtype=param_dtype)
-        self.attn = Attention(
-            width,
-            num_heads,
-            kernel_init=kernel_init,
-            attention_impl=attention_impl,
-            param_dtype=param_dtype,
-            rngs=rngs,
-        )
-        self.norm2 = LayerNorm(width, param_dtype=param_dtype)
-        self.mlp = Mlp(width, mlp_dim, kernel_init=kernel_init, param_dtype=param_dtype, rngs=rngs)
+        self.dtype = cfg.compute_dtype
+        self.norm1 = LayerNorm(width, param_dtype=cfg.params_dtype)
+        self.attn = Attention(cfg, width, num_heads, kernel_init=kernel_init, rngs=rngs)
+        self.norm2 = LayerNorm(width, param_dtype=cfg.params_dtype)
+        self.mlp = Mlp(cfg, width, mlp_dim, kernel_init=kernel_init, rngs=rngs)
 
     def __call__(
         self,
         x: jax.Array,
         rng: jax.Array | None = None,
-        dtype=jnp.float32,
         drop_path_rate: jax.Array | None = None,
     ) -> jax.Array:
         """[batch, tokens, width] -> same; `rng` enables drop path (training).
@@ -300,6 +264,6 @@ class Block(nnx.Module):
         r1 = r2 = None
         if rng is not None and (drop_path_rate is not None or self.drop_path_rate > 0):
             r1, r2 = jax.random.split(rng)
-        x = x + drop_path(self.attn(self.norm1(x, dtype), dtype), rate, r1)
-        x = x + drop_path(self.mlp(self.norm2(x, dtype), dtype), rate, r2)
+        x = x + drop_path(self.attn(self.norm1(x, self.dtype)), rate, r1)
+        x = x + drop_path(self.mlp(self.norm2(x, self.dtype)), rate, r2)
         return x

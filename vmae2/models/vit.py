@@ -1,4 +1,4 @@
-"""The ViT encoder shared by pre-training and classification.
+"""The ViT encoder shared by pre-training and classification, and the block stack.
 
 Official: models/modeling_pretrain.py::PretrainVisionTransformerEncoder and
 models/modeling_finetune.py::VisionTransformer (spec 1.1-1.7).
@@ -13,6 +13,7 @@ from flax import nnx
 
 from vmae2.models import embed
 from vmae2.models import layers
+from vmae2.models.config import ModelConfig
 
 REMAT_POLICIES = {
     'none': None,
@@ -22,35 +23,22 @@ REMAT_POLICIES = {
 }
 
 
-def check_remat_policy(name: str) -> None:
-    if name not in REMAT_POLICIES:
-        raise ValueError(f'remat_policy {name!r}: choose one of {sorted(REMAT_POLICIES)}')
-
-
 def make_blocks(
+    cfg: ModelConfig,
     depth: int,
     width: int,
     num_heads: int,
     mlp_dim: int,
     *,
-    drop_path_rate: float = 0.0,
     kernel_init=layers.xavier_uniform,
-    attention_impl: str = 'einsum',
-    param_dtype=jnp.float32,
     rngs: nnx.Rngs,
 ) -> nnx.List:
-    """`depth` Blocks with drop path rising linearly: linspace(0, rate, depth)[i]."""
-    rates = np.linspace(0.0, drop_path_rate, depth) if depth else []
+    """`depth` Blocks, drop path rising linearly: linspace(0, cfg.drop_path_rate, depth)[i]."""
+    rates = np.linspace(0.0, cfg.drop_path_rate, depth) if depth else []
     return nnx.List(
         [
             layers.Block(
-                width,
-                num_heads,
-                mlp_dim,
-                drop_path_rate=float(r),
-                kernel_init=kernel_init,
-                attention_impl=attention_impl,
-                param_dtype=param_dtype,
+                cfg, width, num_heads, mlp_dim, drop_path_rate=float(r), kernel_init=kernel_init,
                 rngs=rngs,
             )
             for r in rates
@@ -59,17 +47,11 @@ def make_blocks(
 
 
 def apply_blocks(
-    blocks: nnx.List,
-    x: jax.Array,
-    rng: jax.Array | None = None,
-    *,
-    remat_policy: str = 'none',
-    scan_layers: bool = True,
-    dtype=jnp.float32,
+    blocks: nnx.List, x: jax.Array, rng: jax.Array | None, cfg: ModelConfig
 ) -> jax.Array:
-    """Runs the blocks in order, each under jax.checkpoint unless policy 'none'.
+    """Runs the blocks in order, each under jax.checkpoint unless cfg.remat_policy is 'none'.
 
-    scan_layers: run the blocks as one lax.scan over their stacked parameters
+    cfg.scan_layers: run the blocks as one lax.scan over their stacked parameters
     (the parameter tree itself stays one entry per block). Same arithmetic and
     the same per-block drop-path keys as the Python loop; the loop boundary keeps
     XLA from fusing the residual stream's gradient of every later block into each
@@ -79,12 +61,12 @@ def apply_blocks(
     if not len(blocks):
         return x
     keys = None if rng is None else jax.random.split(rng, len(blocks))
-    policy = REMAT_POLICIES[remat_policy]
-    if scan_layers and len(blocks) > 1:
-        return _scan_blocks(blocks, x, keys, policy, dtype)
+    policy = REMAT_POLICIES[cfg.remat_policy]
+    if cfg.scan_layers and len(blocks) > 1:
+        return _scan_blocks(blocks, x, keys, policy)
 
     def apply(block, x, r):
-        return block(x, r, dtype)
+        return block(x, r)
 
     if policy is not None:
         apply = nnx.remat(apply, policy=policy)
@@ -93,7 +75,7 @@ def apply_blocks(
     return x
 
 
-def _scan_blocks(blocks, x, keys, policy, dtype):
+def _scan_blocks(blocks, x, keys, policy):
     graphdef, _ = nnx.split(blocks[0])
     states = [nnx.split(b)[1] for b in blocks]
     stacked = jax.tree.map(lambda *leaves: jnp.stack(leaves), *states)
@@ -102,7 +84,7 @@ def _scan_blocks(blocks, x, keys, policy, dtype):
     def body(x, layer):
         state, key, rate = layer
         block = nnx.merge(graphdef, state)
-        return block(x, key, dtype, drop_path_rate=None if key is None else rate), None
+        return block(x, key, drop_path_rate=None if key is None else rate), None
 
     if policy is not None:
         body = jax.checkpoint(body, policy=policy)
@@ -125,49 +107,25 @@ class Encoder(nnx.Module):
 
     def __init__(
         self,
+        cfg: ModelConfig,
         *,
-        width: int,
-        depth: int,
-        num_heads: int,
-        mlp_dim: int,
-        patch_size: int,
-        tubelet_size: int = 2,
         use_norm: bool = True,
-        drop_path_rate: float = 0.0,
         kernel_init=layers.xavier_uniform,
-        attention_impl: str = 'einsum',
-        remat_policy: str = 'none',
-        scan_layers: bool = True,
-        param_dtype=jnp.float32,
         rngs: nnx.Rngs,
     ):
-        check_remat_policy(remat_policy)
-        self.width = width
-        self.remat_policy = remat_policy
-        self.scan_layers = bool(scan_layers)
+        self.cfg = cfg
+        pd = cfg.params_dtype
         self.patch_embed = embed.PatchEmbed(
-            width, patch_size, tubelet_size, param_dtype=param_dtype, rngs=rngs
+            cfg.width, cfg.patch_size, cfg.tubelet_size, param_dtype=pd, rngs=rngs
         )
         self.blocks = make_blocks(
-            depth,
-            width,
-            num_heads,
-            mlp_dim,
-            drop_path_rate=drop_path_rate,
-            kernel_init=kernel_init,
-            attention_impl=attention_impl,
-            param_dtype=param_dtype,
+            cfg, cfg.depth, cfg.width, cfg.num_heads, cfg.mlp_dim, kernel_init=kernel_init,
             rngs=rngs,
         )
-        self.norm = layers.LayerNorm(width, param_dtype=param_dtype) if use_norm else None
+        self.norm = layers.LayerNorm(cfg.width, param_dtype=pd) if use_norm else None
 
     def __call__(
-        self,
-        x: jax.Array,
-        visible_idx: jax.Array | None = None,
-        *,
-        rng: jax.Array | None = None,
-        dtype=jnp.float32,
+        self, x: jax.Array, visible_idx: jax.Array | None = None, *, rng: jax.Array | None = None
     ) -> jax.Array:
         """Encodes a clip.
 
@@ -176,24 +134,17 @@ class Encoder(nnx.Module):
           visible_idx: int32 [batch, n_visible] ascending token indices to keep (the
             official `x[~mask]`), or None to keep every token.
           rng: drop-path key (training) or None.
-          dtype: compute dtype.
 
         Returns:
-          [batch, n_visible or tokens, width] in `dtype`.
+          [batch, n_visible or tokens, width] in the compute dtype.
         """
+        dtype = self.cfg.compute_dtype
         tokens = self.patch_embed(x, dtype)
-        pos = embed.sinusoid_table(tokens.shape[1], self.width)
+        pos = embed.sinusoid_table(tokens.shape[1], self.cfg.width)
         tokens = (tokens.astype(jnp.float32) + pos[None]).astype(dtype)
         if visible_idx is not None:
             tokens = gather_tokens(tokens, visible_idx)
-        tokens = apply_blocks(
-            self.blocks,
-            tokens,
-            rng,
-            remat_policy=self.remat_policy,
-            scan_layers=self.scan_layers,
-            dtype=dtype,
-        )
+        tokens = apply_blocks(self.blocks, tokens, rng, self.cfg)
         if self.norm is not None:
             tokens = self.norm(tokens, dtype)
         return tokens

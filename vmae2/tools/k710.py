@@ -32,7 +32,7 @@ import os
 import re
 from typing import Mapping, Sequence
 
-from data_pipelines import labels as labels_lib
+from data_pipelines import sources as data_sources
 
 _YT = re.compile(r'^(?P<id>.{11})_\d+_\d+$')
 
@@ -144,10 +144,10 @@ def build(
 
 def read_source(name: str, folder: str, root: str = '') -> Source:
     """`folder/{train,val}.csv` (`video_path label`) and `folder/labels.txt`."""
-    names = labels_lib.read_label_names(os.path.join(folder, 'labels.txt'))
+    names = data_sources.read_label_names(os.path.join(folder, 'labels.txt'))
 
     def read(split):
-        recs = labels_lib.read_video_list(os.path.join(folder, f'{split}.csv'), root)
+        recs = data_sources.read_video_list(os.path.join(folder, f'{split}.csv'), root)
         return [(r.path, r.label) for r in recs]
 
     return Source(name, names, read('train'), read('val'))
@@ -186,7 +186,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not sources:
         ap.error('give at least one of --k400 --k600 --k700')
     merge = json.load(open(args.merge)) if args.merge else {}
-    order = labels_lib.read_label_names(args.order) if args.order else None
+    order = data_sources.read_label_names(args.order) if args.order else None
     result = build(sources, merge, order)
     write(result, args.output)
     print(json.dumps(result.summary, indent=2))

@@ -5,10 +5,10 @@ python -m vmae2.tools.memory_plan --config configs/pretrain/vit_b.py --devices 8
     --remat none --dtypes bfloat16 --depths full
 
 Nothing is allocated: the tool fakes `--devices` CPU devices (before jax starts),
-builds the abstract train state with the config's mesh and sharding rules
-(vmae2.trainers.common.state_shardings), lowers the jitted step on
-jax.ShapeDtypeStruct inputs that carry their shardings, compiles it and prints
-`compiled.memory_analysis()` per device:
+builds the run exactly as training does (`vmae2.core.build.build(cfg, stage,
+abstract=True)`: the same mesh, sharding rules, state and jitted step), lowers
+that step on jax.ShapeDtypeStruct inputs that carry their shardings, compiles it
+and prints `compiled.memory_analysis()` per device:
 
   args    parameters + optimizer state + this device's batch shard (bytes);
   out     the new state + metrics;
@@ -18,10 +18,11 @@ jax.ShapeDtypeStruct inputs that carry their shardings, compiles it and prints
 
 Steps (per-device batch, official recipes; spec 4.2 and 5.5 of
 shared/reference/official_repo.md):
-  pretrain  the dual-masking step of vmae2.trainers.pretrain, 128 clips/device
-            (32 videos x num_sample 4);
-  finetune  Classifier(num_classes) + softmax cross-entropy + the same AdamW,
-            6 clips/device (ViT-g: 3 videos x num_sample 2), all tokens.
+  pretrain  the pre-training stage's step, 128 clips/device (32 videos x num_sample 4);
+  finetune  the fine-tuning stage's step (erasing, mixup, layer decay) of a
+            fine-tuning config with the same model, mesh and dtype and
+            `--num-classes` classes, 6 clips/device (ViT-g: 3 videos x num_sample 2).
+A fine-tuning config (trainer 'finetune') plans only its own stage.
 
 Depth scaling (`--depths 1,2`, the default): compiling a 40-block ViT-g for 64
 devices on a small CPU takes long, so the encoder is compiled at two shallow
@@ -78,10 +79,12 @@ def fake_devices(n: int) -> None:
 
 
 def load_config(path: str):
-    spec = importlib.util.spec_from_file_location('memory_plan_config', path)
+    """get_config(arg) of a config file `path[:arg]` (the main.py convention)."""
+    file, _, arg = path.partition(':')
+    spec = importlib.util.spec_from_file_location('memory_plan_config', file)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    return module.get_config()
+    return module.get_config(arg) if arg else module.get_config()
 
 
 def _with_depth(cfg, depth: int | None, remat: str, dtype: str):
@@ -111,118 +114,37 @@ def _memory(compiled) -> dict:
     return row
 
 
-def compile_pretrain(cfg, clips_per_device: int) -> tuple[dict, float]:
-    """Memory of the jitted pre-training step of `cfg` (abstract inputs)."""
+def finetune_like(cfg, num_classes: int):
+    """A fine-tuning config with `cfg`'s model, mesh, rules and dtype (official defaults)."""
+    from configs.finetune import common as finetune_common
+
+    c = finetune_common.finetune_config(cfg.model.variant)
+    c.model.update(cfg.model)
+    c.num_classes = num_classes
+    c.mesh, c.sharding_rules, c.dtype = cfg.mesh, cfg.sharding_rules, cfg.dtype
+    return c
+
+
+def compile_stage(cfg, clips_per_device: int) -> tuple[dict, float, object]:
+    """Memory of the jitted step that training with `cfg` runs, at `clips_per_device`.
+
+    Returns:
+      (memory row, compile seconds, the stage).
+    """
     import jax
-    import jax.numpy as jnp
-    import optax
 
-    from vmae2 import sharding
-    from vmae2.trainers import common
-    from vmae2.trainers import pretrain
+    from vmae2.core import build
+    from vmae2.trainers import registry
 
-    spec = common.model_spec(cfg)
-    mspec = pretrain.mask_spec(cfg, spec)
-    mesh = common.make_mesh(cfg)
-    schedule = optax.constant_schedule(1e-3)
-    _, abstract, shardings, graphdef, tx = common.state_shardings(
-        pretrain.build_model(cfg, spec),
-        common.make_tx_factory(cfg, schedule),
-        mesh,
-        dict(cfg.sharding_rules),
-        cfg.seed,
-    )
-    loss_fn = pretrain.make_loss_fn(
-        graphdef,
-        spec,
-        mspec,
-        dtype=common.compute_dtype(cfg.dtype),
-        normalize_target=cfg.normalize_target,
-        drop_path=cfg.model.drop_path_rate > 0,
-    )
-    step = jax.jit(
-        pretrain.make_train_step(loss_fn, tx, schedule, mspec, cfg.seed, cfg.grad_accum_steps),
-        in_shardings=(shardings, sharding.batch_sharding(mesh)),
-        out_shardings=(shardings, sharding.replicated(mesh)),
-        donate_argnums=0,
-    )
-    n = clips_per_device * jax.device_count()
-    shape = (n, spec.num_frames, spec.input_size, spec.input_size, 3)
-    batch = {
-        'video': jax.ShapeDtypeStruct(shape, jnp.uint8, sharding=sharding.batch_sharding(mesh))
-    }
+    stage = registry.stage_for(cfg)
+    clips = clips_per_device * jax.device_count()
+    if clips % stage.clips_per_video:
+        raise ValueError(f'{clips} clips do not split into videos of {stage.clips_per_video}')
+    cfg.batch_size = clips // stage.clips_per_video
+    exp = build.build(cfg, stage, abstract=True)
     t0 = time.time()
-    compiled = step.lower(abstract, batch).compile()
-    return _memory(compiled), time.time() - t0
-
-
-def make_finetune_step(graphdef, tx, dtype):
-    """Plain supervised step: softmax cross-entropy on integer labels + `tx`."""
-    import jax
-    import optax
-    from flax import nnx
-
-    from vmae2 import targets
-
-    def step(state, batch):
-        def loss_fn(params):
-            model = nnx.merge(graphdef, nnx.State(params))
-            logits = model(targets.normalize(batch['video']), dtype=dtype)
-            return optax.softmax_cross_entropy_with_integer_labels(logits, batch['label']).mean()
-
-        loss, grads = jax.value_and_grad(loss_fn)(state['params'])
-        updates, opt_state = tx.update(grads, state['opt_state'], state['params'])
-        params = optax.apply_updates(state['params'], updates)
-        return {'step': state['step'] + 1, 'params': params, 'opt_state': opt_state}, {'loss': loss}
-
-    return step
-
-
-def compile_finetune(cfg, clips_per_device: int, num_classes: int) -> tuple[dict, float]:
-    """Memory of a jitted fine-tuning step of Classifier(cfg.model, num_classes)."""
-    import jax
-    import jax.numpy as jnp
-    import optax
-
-    from vmae2 import sharding
-    from vmae2.models import classifier
-    from vmae2.trainers import common
-
-    spec = common.model_spec(cfg)
-    mesh = common.make_mesh(cfg)
-
-    def build(rngs):
-        return classifier.Classifier(
-            spec,
-            num_classes,
-            remat_policy=cfg.model.remat_policy,
-            scan_layers=cfg.model.get('scan_layers', True),
-            rngs=rngs,
-        )
-
-    _, abstract, shardings, graphdef, tx = common.state_shardings(
-        build,
-        common.make_tx_factory(cfg, optax.constant_schedule(1e-3)),
-        mesh,
-        dict(cfg.sharding_rules),
-        cfg.seed,
-    )
-    step = jax.jit(
-        make_finetune_step(graphdef, tx, common.compute_dtype(cfg.dtype)),
-        in_shardings=(shardings, sharding.batch_sharding(mesh)),
-        out_shardings=(shardings, sharding.replicated(mesh)),
-        donate_argnums=0,
-    )
-    n = clips_per_device * jax.device_count()
-    bs = sharding.batch_sharding(mesh)
-    shape = (n, spec.num_frames, spec.input_size, spec.input_size, 3)
-    batch = {
-        'video': jax.ShapeDtypeStruct(shape, jnp.uint8, sharding=bs),
-        'label': jax.ShapeDtypeStruct((n,), jnp.int32, sharding=bs),
-    }
-    t0 = time.time()
-    compiled = step.lower(abstract, batch).compile()
-    return _memory(compiled), time.time() - t0
+    compiled = exp.lower().compile()
+    return _memory(compiled), time.time() - t0, stage
 
 
 def extrapolate(d1: int, m1: dict, d2: int, m2: dict, depth: int) -> dict:
@@ -230,20 +152,16 @@ def extrapolate(d1: int, m1: dict, d2: int, m2: dict, depth: int) -> dict:
     return {k: m1[k] + (m2[k] - m1[k]) * (depth - d1) / (d2 - d1) for k in m1}
 
 
-def _saved_per_block(cfg, stage: str, clips: int) -> tuple[int, int]:
+def _saved_per_block(stage, clips: int) -> tuple[int, int]:
     """Bytes one block keeps for the backward pass under full remat (its input),
     per device: (encoder block, decoder block)."""
-    from vmae2.trainers import common
-    from vmae2.trainers import pretrain
-
-    spec = common.model_spec(cfg)
-    a = spec.arch
-    nbytes = 2 if cfg.dtype == 'bfloat16' else 4
-    if stage == 'finetune':
-        return clips * spec.num_tokens * a.width * nbytes, 0
-    m = pretrain.mask_spec(cfg, spec)
-    enc = clips * m.num_visible * a.width * nbytes
-    dec = clips * (m.num_visible + m.num_decode) * a.decoder_width * nbytes
+    a = stage.model_cfg
+    nbytes = 2 if a.dtype == 'bfloat16' else 4
+    masks = getattr(stage, 'masks', None)
+    if masks is None:
+        return clips * a.num_tokens * a.width * nbytes, 0
+    enc = clips * masks.num_visible * a.width * nbytes
+    dec = clips * (masks.num_visible + masks.num_decode) * a.decoder_width * nbytes
     return enc, dec
 
 
@@ -260,48 +178,46 @@ def plan(args) -> list[dict]:
     with the per-block slopes measured by the compiles (decoder slope from one
     more compile at half the decoder depth).
     """
-    from vmae2.models import variants
+    from vmae2.models.config import variant_sizes
 
     base = load_config(args.config)
-    full_depth = dict(base.model.overrides).get(
-        'depth', variants.get_variant(base.model.variant).depth
-    )
+    full_depth = dict(base.model.overrides).get('depth', variant_sizes(base.model.variant)['depth'])
     dec_depth = base.model.decoder_depth
     depths = None if args.depths == 'full' else [int(d) for d in args.depths.split(',')]
     if depths is not None and len(depths) != 2:
         raise ValueError(f"--depths takes two depths or 'full', got {args.depths!r}")
     remats = args.remat.split(',')
     rows = []
-    for stage in args.stages.split(','):
+    stages = args.stages.split(',') if base.trainer == 'pretrain' else [base.trainer]
+    for stage in stages:
         if stage not in ('pretrain', 'finetune'):
             raise ValueError(f'stage {stage!r}: choose pretrain or finetune')
         clips = args.batch_per_device if stage == 'pretrain' else args.finetune_batch_per_device
+        stage_cfg = base if stage == base.trainer else finetune_like(base, args.num_classes)
         for dtype in args.dtypes.split(','):
 
-            def measure(depth, remat, decoder_depth=None, stage=stage, dtype=dtype, clips=clips):
-                cfg = _with_depth(base, depth, remat, dtype)
+            def measure(depth, remat, decoder_depth=None, sc=stage_cfg, dtype=dtype, clips=clips):
+                cfg = _with_depth(sc, depth, remat, dtype)
                 if decoder_depth is not None:
                     cfg.model.decoder_depth = decoder_depth
-                if stage == 'pretrain':
-                    return compile_pretrain(cfg, clips)
-                return compile_finetune(cfg, clips, args.num_classes)
+                return compile_stage(cfg, clips)
 
             head = {'stage': stage, 'dtype': dtype, 'clips_per_device': clips, 'depth': full_depth}
             if depths is None:
                 for remat in remats:
-                    mem, secs = measure(None, remat)
+                    mem, secs, _ = measure(None, remat)
                     rows.append(
                         dict(head, remat=remat, **mem, compile_s=round(secs, 1), method='compiled')
                     )
                     print(format_row(rows[-1]), flush=True)
                 continue
             d1, d2 = depths
-            (m1, s1), (m2, s2) = measure(d1, 'none'), measure(d2, 'none')
+            (m1, s1, st), (m2, s2, _) = measure(d1, 'none'), measure(d2, 'none')
             none = extrapolate(d1, m1, d2, m2, full_depth)
             secs = s1 + s2
             row = dict(head, remat='none', **none, method=f'depths {d1},{d2}')
             if args.verify_depth:
-                mv, sv = measure(args.verify_depth, 'none')
+                mv, sv, _ = measure(args.verify_depth, 'none')
                 secs += sv
                 pred = extrapolate(d1, m1, d2, m2, args.verify_depth)
                 row['verify'] = {
@@ -315,14 +231,13 @@ def plan(args) -> list[dict]:
                 rows.append(row)
                 print(format_row(row), flush=True)
             if 'full' in remats:
-                cfg = _with_depth(base, None, 'full', dtype)
-                saved_enc, saved_dec = _saved_per_block(cfg, stage, clips)
+                saved_enc, saved_dec = _saved_per_block(st, clips)
                 slope_enc = (m2['temp'] - m1['temp']) / (d2 - d1)
                 cut = (full_depth - 1) * max(slope_enc - saved_enc, 0)
                 extra = 0.0
                 if stage == 'pretrain' and dec_depth > 1:
                     half = max(dec_depth // 2, 1)
-                    mh, sh = measure(d1, 'none', decoder_depth=half)
+                    mh, sh, _ = measure(d1, 'none', decoder_depth=half)
                     extra = sh
                     slope_dec = (m1['temp'] - mh['temp']) / (dec_depth - half)
                     cut += (dec_depth - 1) * max(slope_dec - saved_dec, 0)

@@ -11,7 +11,7 @@ head, pre-training model with the depth-4 decoder) and forward GMACs of one clip
 * `pt_dual`: pre-training with dual masking (90 % tube + 50 % running cell);
 * `view`: one fine-tuning / test view through the classifier (400 classes).
 
-The analytic numbers come from vmae2.flops (fvcore counting: matmuls, attention
+The analytic numbers come from vmae2.models.flops (fvcore counting: matmuls, attention
 matmuls, LayerNorm at 5 ops/element; see there). With `--xla`, the same forward
 passes are lowered and compiled with abstract parameters (jax.eval_shape: nothing
 large is allocated) and XLA's `cost_analysis()['flops'] / 2` is printed next to
@@ -30,11 +30,12 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from vmae2 import flops
-from vmae2 import masking
-from vmae2.models import classifier as classifier_model
-from vmae2.models import pretrain as pretrain_model
-from vmae2.models import variants
+from vmae2.models import flops
+from vmae2.models.classifier import Classifier
+from vmae2.models.config import VARIANTS, ModelConfig
+from vmae2.models.pretrain import PretrainModel
+from vmae2.ops import masking
+from vmae2.tools.cli import run_cli
 
 NUM_CLASSES = 400
 
@@ -54,22 +55,22 @@ def _abstract(build):
     return graphdef, nnx.to_pure_dict(nnx.state(model, nnx.Param))
 
 
-def mask_specs(spec: pretrain_model.PretrainSpec) -> tuple[masking.MaskSpec, masking.MaskSpec]:
+def mask_specs(spec: ModelConfig) -> tuple[masking.MaskSpec, masking.MaskSpec]:
     """(encoder-only masking with the V1 decoder, dual masking), official ratios."""
     v1 = masking.MaskSpec(grid=spec.grid, decoder_mask_type='none', decoder_mask_ratio=0.0)
     dual = masking.MaskSpec(grid=spec.grid, decoder_mask_type='run_cell', decoder_mask_ratio=0.5)
     return v1, dual
 
 
-def param_counts(spec: pretrain_model.PretrainSpec, num_classes: int = NUM_CLASSES) -> dict:
+def param_counts(spec: ModelConfig, num_classes: int = NUM_CLASSES) -> dict:
     """{'backbone', 'classifier', 'pretrain'}: parameter counts (abstract, no memory)."""
-    _, cls = _abstract(lambda: classifier_model.Classifier(spec, num_classes, rngs=nnx.Rngs(0)))
-    _, pre = _abstract(lambda: pretrain_model.PretrainModel(spec, rngs=nnx.Rngs(0)))
+    _, cls = _abstract(lambda: Classifier(spec, num_classes, rngs=nnx.Rngs(0)))
+    _, pre = _abstract(lambda: PretrainModel(spec, rngs=nnx.Rngs(0)))
     backbone = _count(cls['encoder'])
     return {'backbone': backbone, 'classifier': _count(cls), 'pretrain': _count(pre)}
 
 
-def analytic_param_counts(spec: pretrain_model.PretrainSpec, num_classes: int = NUM_CLASSES):
+def analytic_param_counts(spec: ModelConfig, num_classes: int = NUM_CLASSES):
     """Same as param_counts from the closed form of spec 1.8.
 
     Block: 4d^2 + 2dh + 8d + h; patch embed 3*tubelet*p^2*d + d; classifier adds
@@ -77,14 +78,14 @@ def analytic_param_counts(spec: pretrain_model.PretrainSpec, num_classes: int = 
     encoder_to_decoder d*d_dec, mask_token d_dec, decoder blocks, decoder norm 2*d_dec
     and head d_dec*P + P with P = 3*tubelet*p^2.
     """
-    a = spec.arch
+    a = spec
 
     def block(d, h):
         return 4 * d * d + 2 * d * h + 8 * d + h
 
     backbone = spec.patch_dim * a.width + a.width + a.depth * block(a.width, a.mlp_dim)
     dd, pd = a.decoder_width, spec.patch_dim
-    decoder = spec.decoder_depth * block(dd, a.decoder_mlp_dim) + 2 * dd + dd * pd + pd
+    decoder = a.decoder_depth * block(dd, a.decoder_mlp_dim) + 2 * dd + dd * pd + pd
     return {
         'backbone': backbone,
         'classifier': backbone + 2 * a.width + a.width * num_classes + num_classes,
@@ -92,7 +93,7 @@ def analytic_param_counts(spec: pretrain_model.PretrainSpec, num_classes: int = 
     }
 
 
-def analytic_gmacs(spec: pretrain_model.PretrainSpec, num_classes: int = NUM_CLASSES) -> dict:
+def analytic_gmacs(spec: ModelConfig, num_classes: int = NUM_CLASSES) -> dict:
     """{'pt_v1', 'pt_dual', 'view'} in GMACs per clip (vmae2.flops)."""
     v1, dual = mask_specs(spec)
     return {
@@ -109,18 +110,15 @@ def _xla_gmacs(fn, *args) -> float:
     return float(cost['flops']) / 2 / 1e9
 
 
-def xla_gmacs(spec: pretrain_model.PretrainSpec, num_classes: int = NUM_CLASSES) -> dict:
+def xla_gmacs(spec: ModelConfig, num_classes: int = NUM_CLASSES) -> dict:
     """The same three numbers from XLA's cost analysis (flops / 2), batch 1, float32."""
     clip = jax.ShapeDtypeStruct(
         (1, spec.num_frames, spec.input_size, spec.input_size, 3), jnp.float32
     )
     # Blocks unrolled: XLA's cost analysis counts a lax.scan body once.
-    g_cls, p_cls = _abstract(
-        lambda: classifier_model.Classifier(spec, num_classes, scan_layers=False, rngs=nnx.Rngs(0))
-    )
-    g_pre, p_pre = _abstract(
-        lambda: pretrain_model.PretrainModel(spec, scan_layers=False, rngs=nnx.Rngs(0))
-    )
+    loop = spec.replace(scan_layers=False)
+    g_cls, p_cls = _abstract(lambda: Classifier(loop, num_classes, rngs=nnx.Rngs(0)))
+    g_pre, p_pre = _abstract(lambda: PretrainModel(loop, rngs=nnx.Rngs(0)))
 
     def classify(params, x):
         return nnx.merge(g_cls, nnx.State(params))(x)
@@ -139,15 +137,14 @@ def xla_gmacs(spec: pretrain_model.PretrainSpec, num_classes: int = NUM_CLASSES)
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog='python -m vmae2.tools.model_stats')
-    parser.add_argument('--variants', default=','.join(variants.VARIANTS))
+    parser.add_argument('--variants', default=','.join(VARIANTS))
     parser.add_argument('--xla', action='store_true', help='also XLA cost analysis')
     parser.add_argument(
         '--xla-variants', default=None, help='limit --xla to these (default: all listed)'
     )
     args = parser.parse_args(argv)
     names = [v.strip() for v in args.variants.split(',') if v.strip()]
-    for v in names:
-        variants.get_variant(v)
+    specs = {v: ModelConfig.create(v) for v in names}
     xla_names = names if args.xla_variants is None else args.xla_variants.split(',')
     head = (
         f'{"variant":8} {"backbone":>10} {"+K400 hd":>10} {"pretrain":>10}'
@@ -158,7 +155,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print('params in millions, GMACs per clip (16x224x224), analytic = fvcore counting')
     print(head)
     for v in names:
-        spec = pretrain_model.PretrainSpec(variant=v)
+        spec = specs[v]
         pc = param_counts(spec)
         g = analytic_gmacs(spec)
         pub = PUBLISHED_VIEW.get(v, float('nan'))
@@ -178,4 +175,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == '__main__':
-    raise SystemExit(main())
+    run_cli(main)

@@ -24,252 +24,120 @@ is frozen: it is not in the optimiser and its outputs pass through stop_gradient
 
 from __future__ import annotations
 
-import logging
-import os
-
 import jax
 import jax.numpy as jnp
-import ml_collections
 from flax import nnx
 
-from vmae2 import init_from as init_lib
-from vmae2 import losses
-from vmae2 import sharding
-from vmae2.models import classifier as classifier_model
+from vmae2.core.supervised import SupervisedStage
+from vmae2.core.state import param_tree
+from vmae2.errors import ConfigError
 from vmae2.models import layers
-from vmae2.models import pretrain as pretrain_model
-from vmae2.trainers import common
-from vmae2.trainers import finetune
-
-log = logging.getLogger('vmae2')
+from vmae2.models.classifier import Classifier
+from vmae2.models.config import ModelConfig
+from vmae2.ops import losses
+from vmae2.runtime import sharding
+from vmae2.weights import files
+from vmae2.weights import surgery
 
 PROJ = 'distill_proj'
 
 
-class Student(classifier_model.Classifier):
+class Student(Classifier):
     """A Classifier plus an optional projection of its fc_norm features."""
 
-    def __init__(self, spec, num_classes, *, proj_dim: int = 0, rngs: nnx.Rngs, **kw):
-        super().__init__(spec, num_classes, rngs=rngs, **kw)
+    def __init__(self, cfg: ModelConfig, num_classes: int, *, proj_dim: int = 0, rngs: nnx.Rngs):
+        super().__init__(cfg, num_classes, rngs=rngs)
         if proj_dim:
             self.distill_proj = layers.Dense(
-                spec.arch.width,
-                proj_dim,
-                use_bias=False,
-                kernel_init=layers.trunc_normal_002,
-                axes=('embed', None),
-                rngs=rngs,
+                cfg.width, proj_dim, use_bias=False, kernel_init=layers.trunc_normal_002,
+                axes=('embed', None), rngs=rngs,
             )
 
 
-def classifier_part(params: dict) -> dict:
-    return {k: v for k, v in params.items() if k != PROJ}
-
-
-def teacher_spec(cfg, student_spec) -> pretrain_model.PretrainSpec:
-    """The teacher's spec: its own variant/overrides, the student's input shape."""
+def teacher_model_config(cfg, student: ModelConfig) -> ModelConfig:
+    """The teacher's ModelConfig: its own variant/overrides, the student's input shape."""
     t = cfg.teacher_model
     variant, overrides = t.variant, dict(t.overrides)
     if not variant:
-        _, meta = init_lib.read_source(cfg.teacher)
-        variant = meta.get('variant')
-        overrides = dict(meta.get('overrides') or {})
+        _, meta = files.read_source(cfg.teacher)
+        variant, overrides = meta.get('variant'), dict(meta.get('overrides') or {})
         if not variant:
-            raise ValueError(
-                f'teacher {cfg.teacher}: no recorded variant; set '
-                '--config.teacher_model.variant=vit_g'
+            raise ConfigError(
+                f'teacher {cfg.teacher}: no recorded variant; set --config.teacher_model.variant=vit_g'
             )
-    return pretrain_model.PretrainSpec(
-        variant=variant,
-        num_frames=student_spec.num_frames,
-        input_size=student_spec.input_size,
-        tubelet_size=student_spec.tubelet_size,
-        overrides=tuple(sorted(overrides.items())),
+    return ModelConfig.create(
+        variant, **overrides, num_frames=student.num_frames, input_size=student.input_size,
+        tubelet_size=student.tubelet_size, attention_impl=student.attention_impl,
+        dtype=student.dtype,
     )
 
 
-def load_teacher(cfg, spec, num_classes: int, mesh):
-    """(graphdef, sharded params) of the frozen teacher.
+class Distill(SupervisedStage):
+    """The distillation stage (module docstring)."""
 
-    Raises:
-      ValueError: no teacher path, a teacher head that does not give
-        `num_classes` classes (use teacher_model.head_label_map), any mismatch.
-    """
-    t = cfg.teacher_model
-    if not cfg.teacher:
-        raise ValueError('distillation needs --config.teacher=CHECKPOINT')
-    model = nnx.eval_shape(
-        lambda: classifier_model.Classifier(
-            spec, num_classes, attention_impl=cfg.model.attention_impl, rngs=nnx.Rngs(0)
+    def __init__(self, cfg):
+        if not cfg.teacher:
+            raise ConfigError('distillation needs --config.teacher=CHECKPOINT')
+        super().__init__(cfg)
+        self.teacher_cfg = teacher_model_config(cfg, self.model_cfg)
+        d = cfg.distill
+        self.proj_dim = self.teacher_cfg.width if (
+            d.feature_weight > 0 and self.teacher_cfg.width != self.model_cfg.width
+        ) else 0
+        self.teacher_def = nnx.split(self._teacher_abstract())[0]
+
+    def _teacher_abstract(self):
+        n = self.num_classes
+        return nnx.eval_shape(lambda: Classifier(self.teacher_cfg, n, rngs=nnx.Rngs(0)))
+
+    def build_model(self, rngs):
+        return Student(self.model_cfg, self.num_classes, proj_dim=self.proj_dim, rngs=rngs)
+
+    def init_from(self, target):
+        return surgery.init_params(
+            self.cfg.init_from, target, label_map_path=self.cfg.head_label_map,
+            may_stay_fresh=surgery.HEAD + (PROJ,),
         )
-    )
-    graphdef, abstract = nnx.split(model)
-    pspecs = sharding.param_specs(model, mesh, dict(cfg.sharding_rules))
-    shardings = jax.tree.map(lambda s: jax.sharding.NamedSharding(mesh, s), pspecs)
-    target = nnx.to_pure_dict(nnx.state(model, nnx.Param))
-    params = init_lib.load(
-        cfg.teacher, target, label_map_path=t.head_label_map, require_head=True, what='teacher'
-    )
-    return graphdef, init_lib.place(params, shardings), shardings
 
+    def frozen_abstract(self, mesh):
+        model = self._teacher_abstract()
+        specs = sharding.param_specs(model, mesh, dict(self.cfg.sharding_rules))
+        shardings = jax.tree.map(lambda s: jax.sharding.NamedSharding(mesh, s), specs)
+        return param_tree(model), shardings
 
-def make_train_step(
-    student_def,
-    teacher_def,
-    tx,
-    schedule,
-    num_classes: int,
-    mix_cfg,
-    cfg,
-    *,
-    dtype,
-    drop: bool,
-):
-    """step(state, teacher_params, batch) -> (state, metrics)."""
-    dc = cfg.distill
-    base_key = jax.random.key(cfg.seed)
-    head_drop = cfg.model.head_drop_rate
-    need_feat = dc.feature_weight > 0
+    def frozen(self, mesh):
+        """The teacher's params, loaded and sharded (a head is required)."""
+        abstract, shardings = self.frozen_abstract(mesh)
+        params = surgery.init_params(
+            self.cfg.teacher, abstract, label_map_path=self.cfg.teacher_model.head_label_map,
+            require_head=True, what='teacher',
+        )
+        return sharding.place(params, shardings), shardings
 
-    def train_step(state, teacher_params, batch):
-        aug_key, drop_key = jax.random.split(jax.random.fold_in(base_key, state['step']))
-        x, y, info = finetune.augment_on_device(aug_key, batch, num_classes, mix_cfg)
-
-        def loss_terms(params, mb, rng):
-            teacher = nnx.merge(teacher_def, nnx.State(teacher_params))
-            t_feat = jax.lax.stop_gradient(teacher.features(mb['x'], dtype=dtype))
-            t_logits = jax.lax.stop_gradient(teacher.head(t_feat, jnp.float32))
-            student = nnx.merge(student_def, nnx.State(params))
-            r = rng if drop else None
-            feat = student.features(mb['x'], rng=r, dtype=dtype)
-            h = feat
-            if r is not None and head_drop > 0:  # as Classifier.__call__
-                keep = 1.0 - head_drop
-                mask = jax.random.bernoulli(jax.random.fold_in(r, 7), keep, h.shape)
-                h = jnp.where(mask, h / keep, 0)
-            logits = student.head(h, jnp.float32)
-            per = dc.kd_weight * losses.distillation_kl_per_example(
-                logits, t_logits, dc.temperature
+    def loss(self, model, batch, rng, frozen):
+        d = self.cfg.distill
+        teacher = nnx.merge(self.teacher_def, nnx.State(frozen))
+        t_feat = jax.lax.stop_gradient(teacher.features(batch['x']))
+        t_logits = jax.lax.stop_gradient(teacher.logits(t_feat))
+        r = self.drop_rng(rng)
+        feat = model.features(batch['x'], rng=r)
+        logits = model.logits(feat, rng=r)
+        per = d.kd_weight * losses.distillation_kl_per_example(logits, t_logits, d.temperature)
+        if d.label_weight > 0:
+            per += d.label_weight * losses.soft_target_cross_entropy_per_example(
+                logits, batch['targets']
             )
-            if dc.label_weight > 0:
-                per = per + dc.label_weight * losses.soft_target_cross_entropy_per_example(
-                    logits, mb['targets']
-                )
-            if need_feat:
-                s_feat = student.distill_proj(feat, jnp.float32) if PROJ in params else feat
-                per = per + dc.feature_weight * losses.feature_loss_per_example(
-                    s_feat, t_feat, dc.feature_loss
-                )
-            return per.sum(), jnp.asarray(per.shape[0], jnp.float32)
+        if d.feature_weight > 0:
+            s_feat = model.distill_proj(feat, jnp.float32) if self.proj_dim else feat
+            per += d.feature_weight * losses.feature_loss_per_example(s_feat, t_feat, d.feature_loss)
+        sums = {'train_top1': self.correct(logits, batch['label'])}
+        return per.sum(), jnp.asarray(per.shape[0], jnp.float32), sums
 
-        new_state, metrics = common.optimizer_step(
-            loss_terms, tx, schedule, state, {'x': x, 'targets': y}, drop_key, cfg.grad_accum_steps
+    def describe(self, exp):
+        d = self.cfg.distill
+        return (
+            f'distillation {self.teacher_cfg.describe()} -> {self.model_cfg.describe()}: '
+            f'{self.num_classes} classes, T={d.temperature:g}, weights kd '
+            f'{d.kd_weight:g} label {d.label_weight:g} feature {d.feature_weight:g} '
+            f'({d.feature_loss})'
         )
-        metrics['mixup_lam'] = info['lam']
-        return new_state, metrics
-
-    return train_step
-
-
-def train(cfg: ml_collections.ConfigDict, workdir: str) -> dict:
-    """Runs (or resumes) distillation in `workdir`; evaluation as in fine-tuning.
-
-    Returns:
-      The last logged training scalars plus the student's final test metrics.
-    """
-    workdir = os.path.abspath(workdir)
-    spec = common.model_spec(cfg)
-    dtype = common.compute_dtype(cfg.dtype)
-    common.save_config(workdir, cfg)
-    data = finetune.load_data(cfg)
-    mesh = common.make_mesh(cfg)
-    t_spec = teacher_spec(cfg, spec)
-    teacher_def, teacher_params, teacher_sh = load_teacher(cfg, t_spec, data.num_classes, mesh)
-    proj_dim = 0
-    if cfg.distill.feature_weight > 0 and t_spec.arch.width != spec.arch.width:
-        proj_dim = t_spec.arch.width
-
-    steps_per_epoch = len(data.train) // cfg.batch_size
-    schedule, total_steps, peak = common.make_schedule(cfg, steps_per_epoch)
-    m = cfg.model
-
-    def build(rngs):
-        return Student(
-            spec,
-            data.num_classes,
-            proj_dim=proj_dim,
-            drop_path_rate=m.drop_path_rate,
-            head_drop_rate=m.head_drop_rate,
-            init_scale=m.init_scale,
-            attention_impl=m.attention_impl,
-            remat_policy=m.remat_policy,
-            scan_layers=m.get('scan_layers', True),
-            rngs=rngs,
-        )
-
-    tx_factory = common.make_tx_factory(cfg, schedule, spec.arch.depth)
-    state, shardings, graphdef, tx = common.create_state(
-        build, tx_factory, mesh, dict(cfg.sharding_rules), cfg.seed
-    )
-
-    def merge(fresh, loaded):
-        return {**loaded, PROJ: fresh[PROJ]} if PROJ in fresh else loaded
-
-    state = finetune.initialise_params(
-        cfg, workdir, state, shardings, tx, select=classifier_part, merge=merge
-    )
-    log.info(
-        'distillation %s (%.2fM) -> %s (%.2fM): %d classes, T=%g, weights kd %g label %g '
-        'feature %g (%s), %d steps, peak lr %.3g',
-        t_spec.variant,
-        common.count_params(teacher_params) / 1e6,
-        cfg.model.variant,
-        common.count_params(state['params']) / 1e6,
-        data.num_classes,
-        cfg.distill.temperature,
-        cfg.distill.kd_weight,
-        cfg.distill.label_weight,
-        cfg.distill.feature_weight,
-        cfg.distill.feature_loss,
-        total_steps,
-        peak,
-    )
-    step = jax.jit(
-        make_train_step(
-            graphdef,
-            teacher_def,
-            tx,
-            schedule,
-            data.num_classes,
-            finetune.mixup_config(cfg),
-            cfg,
-            dtype=dtype,
-            drop=m.drop_path_rate > 0 or m.head_drop_rate > 0,
-        ),
-        in_shardings=(shardings, teacher_sh, sharding.batch_sharding(mesh)),
-        out_shardings=(shardings, sharding.replicated(mesh)),
-        donate_argnums=0,
-    )
-
-    def step_fn(state, batch):
-        return step(state, teacher_params, batch)
-
-    eval_def = nnx.split(
-        nnx.eval_shape(
-            lambda: finetune.build_model(cfg, spec, data.num_classes, train=False)(nnx.Rngs(0))
-        )
-    )[0]
-    evaluator = finetune.Evaluator(
-        cfg, workdir, spec, data, eval_def, mesh, dtype, select=classifier_part
-    )
-    return finetune.run_with_evaluation(
-        cfg,
-        workdir,
-        evaluator,
-        state=state,
-        shardings=shardings,
-        step_fn=step_fn,
-        dataset=finetune.make_train_dataset(cfg, data.train, spec, cfg.seed),
-        mesh=mesh,
-        total_steps=total_steps,
-    )

@@ -1,71 +1,60 @@
 """trainer='evaluate': the test protocol (spec 5.4) on any classifier checkpoint.
 
 config.init_from: a fine-tuning/distillation workdir, a converted directory or an
-official weight file (vmae2/init_from.py). Writes metrics.jsonl (test_top1,
-test_top5) and predictions.csv into the workdir; config.data.test_num_segment /
-test_num_crop choose the views.
+official weight file. Writes metrics.jsonl (test_top1, test_top5) and
+predictions.csv into the workdir; config.data.test_num_segment / test_num_crop
+choose the views.
 """
 
 from __future__ import annotations
 
-import logging
 import os
 
-import ml_collections
-from flax import nnx
-
-from vmae2 import evaluation
-from vmae2 import init_from as init_lib
-from vmae2 import metrics as metrics_lib
-from vmae2.trainers import common
-from vmae2.trainers import finetune
-
-log = logging.getLogger('vmae2')
-
-
-def train(cfg: ml_collections.ConfigDict, workdir: str) -> dict:
-    """Evaluates cfg.init_from on `{data.data_path}/val.csv`.
-
-    Returns:
-      {'test_top1', 'test_top5', 'test_videos', 'test_unreadable_videos'}.
-
-    Raises:
-      ValueError: no init_from, or a checkpoint without a usable head.
-    """
-    if not cfg.init_from:
-        raise ValueError('trainer evaluate needs --config.init_from=CHECKPOINT')
-    workdir = os.path.abspath(workdir)
-    spec = common.model_spec(cfg)
-    dtype = common.compute_dtype(cfg.dtype)
-    common.save_config(workdir, cfg)
-    if cfg.head_label_map:
-        ckpt_classes = len(init_lib.load_label_map(cfg.head_label_map))
-    else:
-        ckpt_classes = init_lib.source_num_classes(cfg.init_from)
-    data = finetune.load_data(cfg, need_train=False, checkpoint_classes=ckpt_classes)
-    mesh = common.make_mesh(cfg)
-    build = finetune.build_model(cfg, spec, data.num_classes, train=False)
-    model = nnx.eval_shape(lambda: build(nnx.Rngs(0)))
-    graphdef, _ = nnx.split(model)
-    state, shardings, _, _ = common.create_state(
-        build, lambda p: _no_tx(), mesh, dict(cfg.sharding_rules), cfg.seed
-    )
-    params = init_lib.load(
-        cfg.init_from,
-        finetune.host_tree(state['params']),
-        label_map_path=cfg.head_label_map,
-        require_head=True,
-    )
-    params = init_lib.place(params, shardings['params'])
-    predict = evaluation.make_predict_fn(graphdef, mesh, dtype)
-    writer = metrics_lib.MetricWriter(workdir)
-    try:
-        return finetune.run_test(cfg, workdir, spec, data, predict, params, mesh, writer, 0)
-    finally:
-        writer.close()
+from vmae2.core import build
+from vmae2.core import data
+from vmae2.core import evaluation
+from vmae2.core import loop
+from vmae2.core.stage import Stage
+from vmae2.errors import ConfigError
+from vmae2.models.classifier import Classifier
+from vmae2.runtime import metrics as metrics_lib
+from vmae2.weights import files
+from vmae2.weights import surgery
 
 
-def _no_tx():
-    import optax  # noqa: PLC0415
+class Evaluate(Stage):
+    """Evaluates cfg.init_from on `{data.data_path}/val.csv` (no training)."""
 
-    return optax.identity()
+    trains = False
+
+    def __init__(self, cfg):
+        if not cfg.init_from:
+            raise ConfigError('trainer evaluate needs --config.init_from=CHECKPOINT')
+        super().__init__(cfg)
+        if cfg.head_label_map:
+            classes = len(surgery.load_label_map(cfg.head_label_map))
+        else:
+            classes = files.read_source(cfg.init_from)[1].get('num_classes')
+        self.labelled = data.labelled_data(cfg, need_train=False, checkpoint_classes=classes)
+
+    def build_model(self, rngs):
+        return Classifier(self.model_cfg, self.labelled.num_classes, rngs=rngs)
+
+    def run(self, workdir: str) -> dict:
+        """Returns {'test_top1', 'test_top5', 'test_videos', 'test_unreadable_videos'}."""
+        workdir = os.path.abspath(workdir)
+        loop.save_config(workdir, self.cfg)
+        exp = build.build(self.cfg, self)
+        params = surgery.init_params(
+            self.cfg.init_from, exp.factory.abstract.params,
+            label_map_path=self.cfg.head_label_map, require_head=True,
+        )
+        state = exp.factory.from_params(params)
+        evaluator = evaluation.ClassificationEvaluator(self.cfg, exp, self.labelled, workdir, 'test')
+        writer = metrics_lib.MetricWriter(workdir)
+        try:
+            results = evaluator.run(state)
+            writer.write_scalars(0, results)
+        finally:
+            writer.close()
+        return results

@@ -24,131 +24,116 @@ import os
 
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
 from flax import nnx
 
-from data_pipelines import finetune_pipeline
+from data_pipelines import pipeline
+from data_pipelines import sources
 from data_pipelines.decode import VideoDecodeError
-from vmae2 import init_from as init_lib
-from vmae2 import targets
-from vmae2.models import classifier as classifier_model
-from vmae2.trainers import common
+from vmae2.core import loop
+from vmae2.core.stage import Stage
+from vmae2.core.state import param_tree
+from vmae2.errors import ConfigError
+from vmae2.errors import DataError
+from vmae2.models.classifier import Classifier
+from vmae2.ops import targets
+from vmae2.weights import files
+from vmae2.weights import surgery
 
 log = logging.getLogger('vmae2')
 
-VIDEO_EXTENSIONS = ('.mp4', '.avi', '.mkv', '.webm', '.mov', '.m4v', '.mpg', '.mpeg', '.flv')
 
-
-def list_videos(video_dir: str) -> list[str]:
-    """Sorted video files (by extension) directly inside `video_dir`.
-
-    Raises:
-      FileNotFoundError: the folder does not exist.
-    """
-    if not os.path.isdir(video_dir):
-        raise FileNotFoundError(f'data.video_dir {video_dir!r} is not a folder')
-    return sorted(
-        os.path.join(video_dir, f)
-        for f in os.listdir(video_dir)
-        if f.lower().endswith(VIDEO_EXTENSIONS)
-    )
-
-
-def make_feature_fn(graphdef, mesh, *, normalize: bool, dtype):
+def make_feature_fn(graphdef, *, normalize: bool):
     """jit (params, uint8 [B, T, S, S, 3]) -> float32 [B, width] fc_norm features."""
 
     def features(params, video):
         model = nnx.merge(graphdef, nnx.State(params))
         x = targets.normalize(video) if normalize else video.astype(jnp.float32) / 255.0
-        return model.features(x, dtype=dtype)
+        return model.features(x)
 
     return jax.jit(features)
 
 
-def train(cfg: ml_collections.ConfigDict, workdir: str) -> dict:
-    """Extracts features of every video; returns {'written', 'skipped_existing', 'unreadable'}.
+class ExtractFeatures(Stage):
+    """Clip features of every video of data.video_dir (module docstring)."""
 
-    Raises:
-      ValueError: no init_from / output_dir, or a checkpoint that does not fit.
-    """
-    if not cfg.init_from:
-        raise ValueError('extract_features needs --config.init_from=CHECKPOINT')
-    out_dir = os.path.abspath(cfg.output_dir or os.path.join(workdir, 'features'))
-    os.makedirs(out_dir, exist_ok=True)
-    common.save_config(os.path.abspath(workdir), cfg)
-    spec = common.model_spec(cfg)
-    dtype = common.compute_dtype(cfg.dtype)
-    num_classes = cfg.num_classes or init_lib.source_num_classes(cfg.init_from) or 1
+    trains = False
 
-    # Each process works alone on its share of the videos: a local mesh, no collectives.
-    local = jax.local_devices()
-    mesh = jax.sharding.Mesh(np.array(local), ('data',))
-    model = nnx.eval_shape(
-        lambda: classifier_model.Classifier(
-            spec, num_classes, attention_impl=cfg.model.attention_impl, rngs=nnx.Rngs(0)
+    def __init__(self, cfg):
+        if not cfg.init_from:
+            raise ConfigError('extract_features needs --config.init_from=CHECKPOINT')
+        super().__init__(cfg)
+        self.num_classes = cfg.num_classes or files.read_source(cfg.init_from)[1].get(
+            'num_classes'
+        ) or 1
+
+    def build_model(self, rngs):
+        return Classifier(self.model_cfg, self.num_classes, rngs=rngs)
+
+    def _params(self):
+        """The encoder and fc_norm; a pre-training checkpoint keeps fc_norm at (1, 0)."""
+        target = param_tree(nnx.eval_shape(lambda: self.build_model(nnx.Rngs(0))))
+        width, n = self.model_cfg.width, self.num_classes
+        target['fc_norm'] = {'scale': np.ones(width, np.float32), 'bias': np.zeros(width, np.float32)}
+        target['head'] = {'kernel': np.zeros((width, n), np.float32), 'bias': np.zeros(n, np.float32)}
+        return surgery.init_params(self.cfg.init_from, target)
+
+    def run(self, workdir: str) -> dict:
+        """Returns {'written', 'skipped_existing', 'unreadable'}."""
+        cfg, m = self.cfg, self.model_cfg
+        out_dir = os.path.abspath(cfg.output_dir or os.path.join(workdir, 'features'))
+        os.makedirs(out_dir, exist_ok=True)
+        loop.save_config(os.path.abspath(workdir), cfg)
+        # Each process works alone on its share of the videos: a local mesh, no collectives.
+        local = jax.local_devices()
+        mesh = jax.sharding.Mesh(np.array(local), ('data',))
+        rep = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
+        params = jax.device_put(self._params(), rep)
+        batch_sh = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec('data'))
+        graphdef = nnx.split(nnx.eval_shape(lambda: self.build_model(nnx.Rngs(0))))[0]
+        feature_fn = make_feature_fn(graphdef, normalize=cfg.normalize)
+        bs = -(-cfg.batch_size // len(local)) * len(local)  # a multiple of the local devices
+
+        if not os.path.isdir(cfg.data.video_dir):
+            raise DataError(f'data.video_dir {cfg.data.video_dir!r} is not a folder')
+        videos = [r.path for r in sources.list_video_folder(cfg.data.video_dir)]
+        videos = videos[jax.process_index() :: jax.process_count()]
+        counts = {'written': 0, 'skipped_existing': 0, 'unreadable': 0}
+        bad = []
+        for i, path in enumerate(videos):
+            stem = os.path.splitext(os.path.basename(path))[0]
+            dest = os.path.join(out_dir, stem + '.npy')
+            if os.path.exists(dest):
+                counts['skipped_existing'] += 1
+                continue
+            feats = []
+            try:
+                for windows in pipeline.feature_windows(
+                    path, step=cfg.data.step, num_frames=m.num_frames, input_size=m.input_size,
+                    batch_size=bs,
+                ):
+                    n = windows.shape[0]
+                    if n < bs:
+                        pad = np.zeros((bs - n,) + windows.shape[1:], windows.dtype)
+                        windows = np.concatenate([windows, pad])
+                    out = feature_fn(params, jax.device_put(windows, batch_sh))
+                    feats.append(np.asarray(out, np.float32)[:n])
+            except (VideoDecodeError, OSError, ValueError) as e:
+                log.warning('unreadable video %s skipped: %s', path, e)
+                counts['unreadable'] += 1
+                bad.append(path)
+                continue
+            arr = np.concatenate(feats) if feats else np.zeros((0, m.width), np.float32)
+            if not feats:
+                log.warning('%s is shorter than %d frames: no windows', path, m.num_frames)
+            tmp = dest + '.tmp.npy'
+            np.save(tmp, arr.astype(np.float32))
+            os.replace(tmp, dest)
+            counts['written'] += 1
+            log.info('[%d/%d] %s: %s', i + 1, len(videos), stem, arr.shape)
+        log.info(
+            'features in %s: %d written, %d already there, %d unreadable%s',
+            out_dir, counts['written'], counts['skipped_existing'], counts['unreadable'],
+            (': ' + ', '.join(bad)) if bad else '',
         )
-    )
-    graphdef, _ = nnx.split(model)
-    target = nnx.to_pure_dict(nnx.state(model, nnx.Param))
-    # Values only for what a pre-training checkpoint lacks: fc_norm at its init (1, 0);
-    # the head is unused here.
-    width = spec.arch.width
-    target['fc_norm'] = {'scale': np.ones(width, np.float32), 'bias': np.zeros(width, np.float32)}
-    target['head'] = {
-        'kernel': np.zeros((width, num_classes), np.float32),
-        'bias': np.zeros(num_classes, np.float32),
-    }
-    params = init_lib.load(cfg.init_from, target, require_head=False)
-    rep = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
-    params = jax.device_put(params, rep)
-    batch_sh = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec('data'))
-    feature_fn = make_feature_fn(graphdef, mesh, normalize=cfg.normalize, dtype=dtype)
-    bs = -(-cfg.batch_size // len(local)) * len(local)  # a multiple of the local devices
-
-    videos = list_videos(cfg.data.video_dir)[jax.process_index() :: jax.process_count()]
-    counts = {'written': 0, 'skipped_existing': 0, 'unreadable': 0}
-    bad = []
-    for i, path in enumerate(videos):
-        stem = os.path.splitext(os.path.basename(path))[0]
-        dest = os.path.join(out_dir, stem + '.npy')
-        if os.path.exists(dest):
-            counts['skipped_existing'] += 1
-            continue
-        feats = []
-        try:
-            for windows in finetune_pipeline.make_feature_windows(
-                path,
-                step=cfg.data.step,
-                num_frames=spec.num_frames,
-                input_size=spec.input_size,
-                batch_size=bs,
-            ):
-                n = windows.shape[0]
-                if n < bs:
-                    pad = np.zeros((bs - n,) + windows.shape[1:], windows.dtype)
-                    windows = np.concatenate([windows, pad])
-                out = feature_fn(params, jax.device_put(windows, batch_sh))
-                feats.append(np.asarray(out, np.float32)[:n])
-        except (VideoDecodeError, OSError, ValueError) as e:
-            log.warning('unreadable video %s skipped: %s', path, e)
-            counts['unreadable'] += 1
-            bad.append(path)
-            continue
-        arr = np.concatenate(feats) if feats else np.zeros((0, width), np.float32)
-        if not feats:
-            log.warning('%s is shorter than %d frames: no windows', path, spec.num_frames)
-        tmp = dest + '.tmp.npy'
-        np.save(tmp, arr.astype(np.float32))
-        os.replace(tmp, dest)
-        counts['written'] += 1
-        log.info('[%d/%d] %s: %s', i + 1, len(videos), stem, arr.shape)
-    log.info(
-        'features in %s: %d written, %d already there, %d unreadable%s',
-        out_dir,
-        counts['written'],
-        counts['skipped_existing'],
-        counts['unreadable'],
-        (': ' + ', '.join(bad)) if bad else '',
-    )
-    return counts
+        return counts

@@ -1,27 +1,33 @@
-"""Maps config.trainer to the function that runs it."""
+"""config.trainer -> the stage that runs it; the only module that knows every stage."""
 
 from __future__ import annotations
 
 import importlib
 
-import ml_collections
+from vmae2.errors import ConfigError
 
-TRAINERS = {
-    'pretrain': 'vmae2.trainers.pretrain',
-    'finetune': 'vmae2.trainers.finetune',
-    'evaluate': 'vmae2.trainers.evaluate',
-    'distill': 'vmae2.trainers.distill',
-    'extract_features': 'vmae2.trainers.extract_features',
+STAGES = {
+    'pretrain': ('vmae2.trainers.pretrain', 'Pretrain'),
+    'finetune': ('vmae2.trainers.finetune', 'Finetune'),
+    'evaluate': ('vmae2.trainers.evaluate', 'Evaluate'),
+    'distill': ('vmae2.trainers.distill', 'Distill'),
+    'extract_features': ('vmae2.trainers.extract_features', 'ExtractFeatures'),
 }
 
 
-def run(cfg: ml_collections.ConfigDict, workdir: str):
-    """Runs cfg.trainer in `workdir`.
+def stage_for(cfg):
+    """The Stage object of cfg.trainer.
 
     Raises:
-      ValueError: for an unknown trainer name, listing the known ones.
+      ConfigError: an unknown trainer name, listing the known ones.
     """
     name = cfg.get('trainer')
-    if name not in TRAINERS:
-        raise ValueError(f'config.trainer {name!r}: choose one of {sorted(TRAINERS)}')
-    return importlib.import_module(TRAINERS[name]).train(cfg, workdir)
+    if name not in STAGES:
+        raise ConfigError(f'config.trainer {name!r}: choose one of {sorted(STAGES)}')
+    module, cls = STAGES[name]
+    return getattr(importlib.import_module(module), cls)(cfg)
+
+
+def run(cfg, workdir: str) -> dict:
+    """Runs cfg.trainer in `workdir`; returns the stage's last metrics."""
+    return stage_for(cfg).run(workdir)

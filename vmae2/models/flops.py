@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from vmae2.models import pretrain as pretrain_model
+from vmae2.models.config import ModelConfig
 
 LAYERNORM_OPS_PER_ELEMENT = 5  # fvcore norm_flop_counter, affine LayerNorm
 
@@ -62,23 +62,22 @@ def layernorm_ops(tokens: int, width: int) -> float:
     return float(LAYERNORM_OPS_PER_ELEMENT * tokens * width)
 
 
-def _patch_embed(spec: pretrain_model.PretrainSpec) -> float:
-    return float(spec.num_tokens * spec.patch_dim * spec.arch.width)
+def _patch_embed(cfg: ModelConfig) -> float:
+    return float(cfg.num_tokens * cfg.patch_dim * cfg.width)
 
 
 def classifier_macs(
-    spec: pretrain_model.PretrainSpec, num_classes: int, *, count_layernorm: bool = True
+    a: ModelConfig, num_classes: int, *, count_layernorm: bool = True
 ) -> Macs:
     """One fine-tuning / test view: all tokens, mean pooling, fc_norm, head (spec 1.6)."""
-    a = spec.arch
-    n = spec.num_tokens
+    n = a.num_tokens
     blocks = a.depth * block_macs(n, a.width, a.mlp_dim, count_layernorm=count_layernorm)
     head = a.width * num_classes + (layernorm_ops(1, a.width) if count_layernorm else 0.0)
-    return Macs(patch_embed=_patch_embed(spec), encoder=blocks, head=float(head))
+    return Macs(patch_embed=_patch_embed(a), encoder=blocks, head=float(head))
 
 
 def pretrain_macs(
-    spec: pretrain_model.PretrainSpec,
+    a: ModelConfig,
     num_visible: int,
     num_decode: int,
     *,
@@ -87,26 +86,25 @@ def pretrain_macs(
     """One pre-training clip (spec 1.7, 2.3).
 
     Args:
-      spec: model shapes.
+      a: the model.
       num_visible: encoder-visible tokens (160 for 90 % tube masking of 1568).
       num_decode: mask tokens given to the decoder: N - num_visible for the V1
         decoder (encoder-only masking), N * (1 - decoder_ratio) for dual masking.
     """
-    a = spec.arch
     ln = count_layernorm
     enc = a.depth * block_macs(num_visible, a.width, a.mlp_dim, count_layernorm=ln)
     if ln:
         enc += layernorm_ops(num_visible, a.width)
     seq = num_visible + num_decode
-    dec = spec.decoder_depth * block_macs(
+    dec = a.decoder_depth * block_macs(
         seq, a.decoder_width, a.decoder_mlp_dim, count_layernorm=ln
     )
     if ln:
         dec += layernorm_ops(num_decode, a.decoder_width)  # norm after taking the last rows
     return Macs(
-        patch_embed=_patch_embed(spec),
+        patch_embed=_patch_embed(a),
         encoder=enc,
         encoder_to_decoder=float(num_visible * a.width * a.decoder_width),
         decoder=dec,
-        head=float(num_decode * a.decoder_width * spec.patch_dim),
+        head=float(num_decode * a.decoder_width * a.patch_dim),
     )

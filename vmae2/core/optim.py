@@ -1,4 +1,4 @@
-"""Optimiser: AdamW, per-step warmup + cosine schedule, no-decay set, layer decay.
+"""Optimiser and schedule: AdamW, per-step warmup + cosine, no-decay set, layer decay.
 
 Official: utils.cosine_scheduler, optim_factory.get_parameter_groups and
 LayerDecayValueAssigner, run_mae_pretraining.py / run_class_finetuning.py
@@ -7,12 +7,15 @@ LayerDecayValueAssigner, run_mae_pretraining.py / run_class_finetuning.py
 
 from __future__ import annotations
 
+import dataclasses
 import re
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import jax
 import jax.numpy as jnp
 import optax
+
+from vmae2.errors import ConfigError
 
 # Official no_weight_decay(): {'pos_embed', 'cls_token'} (+ 'mask_token' for the
 # pre-training model). pos_embed and cls_token are not parameters here.
@@ -33,10 +36,10 @@ def cosine_schedule(peak: float, final: float, total_steps: int, warmup_steps: i
     n_cos = total_steps - warmup_steps. Steps past the end keep the last value.
 
     Raises:
-      ValueError: if warmup_steps > total_steps or total_steps < 1.
+      ConfigError: if warmup_steps > total_steps or total_steps < 1.
     """
     if total_steps < 1 or not 0 <= warmup_steps <= total_steps:
-        raise ValueError(
+        raise ConfigError(
             f'schedule needs 0 <= warmup_steps ({warmup_steps}) <= '
             f'total_steps ({total_steps}) and total_steps >= 1'
         )
@@ -128,3 +131,48 @@ def _scale_by_tree(scales) -> optax.GradientTransformation:
         return jax.tree.map(lambda u, s: u * s, updates, scales), state
 
     return optax.GradientTransformation(init, update)
+
+
+@dataclasses.dataclass(frozen=True)
+class Schedule:
+    """The learning-rate schedule of a run and the numbers it came from."""
+
+    fn: Callable[[Any], jax.Array]
+    total_steps: int
+    warmup_steps: int
+    peak_lr: float
+
+
+def schedule_from_config(cfg, steps_per_epoch: int) -> Schedule:
+    """config.optim -> the official per-step schedule, lr scaled by cfg.batch_size / 256.
+
+    optim.total_steps / warmup_steps (when set) override epochs / warmup_epochs
+    times `steps_per_epoch`.
+
+    Raises:
+      ConfigError: no training steps.
+    """
+    o = cfg.optim
+    total = o.total_steps if o.total_steps > 0 else o.epochs * steps_per_epoch
+    warmup = o.warmup_steps if o.warmup_steps >= 0 else o.warmup_epochs * steps_per_epoch
+    if total < 1:
+        raise ConfigError(
+            f'no training steps: {steps_per_epoch} steps per epoch x {o.epochs} epochs; '
+            'add videos, lower batch_size or set optim.total_steps'
+        )
+    peak = scaled_lr(o.base_lr, cfg.batch_size)
+    final = scaled_lr(o.min_lr, cfg.batch_size)
+    warmup = min(warmup, total)
+    return Schedule(cosine_schedule(peak, final, total, warmup), total, warmup, peak)
+
+
+def optimizer_from_config(cfg, schedule: Schedule, params, depth: int):
+    """AdamW of config.optim on `params` (arrays or shapes): the no-decay set, optional
+    clipping, and layer decay (spec 5.1) when optim.layer_decay < 1."""
+    o = cfg.optim
+    layer_decay = o.get('layer_decay', 1.0)
+    scales = layer_decay_scales(params, depth, layer_decay) if layer_decay < 1 else None
+    return make_optimizer(
+        params, schedule=schedule.fn, weight_decay=o.weight_decay, b1=o.b1, b2=o.b2, eps=o.eps,
+        clip_grad=o.clip_grad or None, lr_scales=scales,
+    )

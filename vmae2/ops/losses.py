@@ -23,51 +23,39 @@ def masked_mse(pred, target, weight):
     return jnp.sum(per_token * weight) / jnp.maximum(jnp.sum(weight), 1.0)
 
 
-def soft_target_cross_entropy(logits, targets):
-    """timm ``SoftTargetCrossEntropy``: ``mean_b sum_c -targets * log_softmax(logits)``
-    (the fine-tuning loss of every official script, spec 5.1).
+def soft_target_cross_entropy_per_example(logits, targets):
+    """timm ``SoftTargetCrossEntropy`` per row (the fine-tuning loss of every official
+    script, spec 5.1; timm averages these over the batch).
 
     Args:
       logits: float [batch, classes].
       targets: float [batch, classes], rows summing to 1 (mixup/smoothed one-hot).
 
     Returns:
-      float32 scalar, the batch mean.
+      float32 [batch]: ``sum_c -targets * log_softmax(logits)``.
     """
-    return jnp.mean(soft_target_cross_entropy_per_example(logits, targets))
-
-
-def soft_target_cross_entropy_per_example(logits, targets):
-    """float32 [batch]: ``sum_c -targets * log_softmax(logits)`` per row."""
     logp = jax.nn.log_softmax(logits.astype(jnp.float32), axis=-1)
     return -jnp.sum(targets.astype(jnp.float32) * logp, axis=-1)
 
 
 def distillation_kl_per_example(student_logits, teacher_logits, temperature: float):
-    """float32 [batch]: ``T^2 KL(softmax(teacher / T) || softmax(student / T))``."""
-    t = float(temperature)
-    log_q = jax.nn.log_softmax(student_logits.astype(jnp.float32) / t, axis=-1)
-    log_p = jax.nn.log_softmax(teacher_logits.astype(jnp.float32) / t, axis=-1)
-    p = jnp.exp(log_p)
-    return jnp.sum(p * (log_p - log_q), axis=-1) * (t * t)
+    """Soft-logit knowledge distillation (Hinton et al. 2015), per row.
 
-
-def distillation_kl(student_logits, teacher_logits, temperature: float):
-    """Soft-logit knowledge distillation (Hinton et al. 2015).
-
-    ``T^2 * KL(softmax(teacher / T) || softmax(student / T))``, summed over
-    classes, averaged over the batch. The official VideoMAE V2 distillation loss
-    is unpublished (OpenGVLab/VideoMAEv2 issue #61, spec 6); this is the choice of
-    vmae2 (see vmae2/trainers/distill.py).
+    The official VideoMAE V2 distillation loss is unpublished (OpenGVLab/VideoMAEv2
+    issue #61, spec 6); this is vmae2's choice (vmae2/trainers/distill.py).
 
     Args:
       student_logits, teacher_logits: float [batch, classes].
       temperature: T > 0.
 
     Returns:
-      float32 scalar.
+      float32 [batch]: ``T^2 KL(softmax(teacher / T) || softmax(student / T))``.
     """
-    return jnp.mean(distillation_kl_per_example(student_logits, teacher_logits, temperature))
+    t = float(temperature)
+    log_q = jax.nn.log_softmax(student_logits.astype(jnp.float32) / t, axis=-1)
+    log_p = jax.nn.log_softmax(teacher_logits.astype(jnp.float32) / t, axis=-1)
+    p = jnp.exp(log_p)
+    return jnp.sum(p * (log_p - log_q), axis=-1) * (t * t)
 
 
 def feature_loss_per_example(student_features, teacher_features, kind: str = 'mse'):

@@ -13,6 +13,7 @@ from typing import Mapping
 
 import jax
 import numpy as np
+from PIL import Image
 
 log = logging.getLogger('vmae2')
 
@@ -22,6 +23,7 @@ class MetricWriter:
     mirrors scalars to TensorBoard under {workdir}/tensorboard."""
 
     def __init__(self, workdir: str):
+        self.workdir = workdir
         self.enabled = jax.process_index() == 0
         self._jsonl = None
         self._tb = None
@@ -41,10 +43,19 @@ class MetricWriter:
         for k, v in scalars.items():
             self._tb.add_scalar(k, float(v), int(step))
 
-    def write_image(self, step: int, tag: str, image: np.ndarray) -> None:
-        """uint8 [height, width, 3] image into TensorBoard."""
-        if self.enabled:
-            self._tb.add_image(tag, image, int(step), dataformats='HWC')
+    def write_image(self, step: int, tag: str, image: np.ndarray) -> str | None:
+        """uint8 [height, width, 3] image into TensorBoard and {workdir}/{tag}_{step:07d}.png.
+
+        Returns:
+          The PNG's path (process 0), else None.
+        """
+        if not self.enabled:
+            return None
+        self._tb.add_image(tag, image, int(step), dataformats='HWC')
+        path = os.path.join(self.workdir, f'{tag}_{int(step):07d}.png')
+        Image.fromarray(image).save(path)
+        log.info('%s picture: %s', tag, path)
+        return path
 
     def close(self) -> None:
         if self.enabled:

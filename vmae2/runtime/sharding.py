@@ -16,7 +16,10 @@ from typing import Mapping, Sequence
 import jax
 import numpy as np
 from flax import nnx
+from jax.experimental import multihost_utils
 from jax.sharding import AxisType, NamedSharding, PartitionSpec as P
+
+from vmae2.errors import ConfigError
 
 # Axes the batch dimension is split over (those present in the mesh).
 BATCH_AXES = ('data', 'fsdp')
@@ -26,25 +29,41 @@ def make_mesh(axes: Mapping[str, int] | Sequence[tuple[str, int]]) -> jax.shardi
     """Builds a mesh over all devices from {axis: size}; one size may be -1.
 
     Raises:
-      ValueError: when the sizes do not multiply to the device count.
+      ConfigError: when the sizes do not multiply to the device count.
     """
     items = list(axes.items()) if isinstance(axes, Mapping) else list(axes)
     names = [n for n, _ in items]
     sizes = [int(s) for _, s in items]
     n_dev = jax.device_count()
     if sizes.count(-1) > 1:
-        raise ValueError(f'mesh {dict(items)}: at most one axis may be -1')
+        raise ConfigError(f'mesh {dict(items)}: at most one axis may be -1')
     if -1 in sizes:
         known = math.prod(s for s in sizes if s != -1)
         if n_dev % known:
-            raise ValueError(f'mesh {dict(items)}: {n_dev} devices are not divisible by {known}')
+            raise ConfigError(f'mesh {dict(items)}: {n_dev} devices are not divisible by {known}')
         sizes[sizes.index(-1)] = n_dev // known
     if math.prod(sizes) != n_dev:
-        raise ValueError(
+        raise ConfigError(
             f'mesh {dict(zip(names, sizes))} needs {math.prod(sizes)} devices, '
             f'found {n_dev}; use -1 for one axis to take the rest'
         )
     return jax.make_mesh(tuple(sizes), tuple(names), axis_types=(AxisType.Auto,) * len(names))
+
+
+MESH_AXES = ('data', 'fsdp', 'tensor')
+
+
+def mesh_from_config(mesh_cfg: Mapping[str, int]) -> jax.sharding.Mesh:
+    """The mesh of `config.mesh` ({axis: size}, axes among MESH_AXES, one size may be -1).
+
+    Raises:
+      ConfigError: an unknown axis, or sizes that do not fit the devices.
+    """
+    axes = dict(mesh_cfg)
+    unknown = set(axes) - set(MESH_AXES)
+    if unknown:
+        raise ConfigError(f'mesh axes {sorted(unknown)} unknown; use {MESH_AXES}')
+    return make_mesh([(a, axes[a]) for a in MESH_AXES if a in axes])
 
 
 def batch_axes(mesh) -> tuple[str, ...]:
@@ -82,6 +101,13 @@ def _axes(rule) -> tuple[str, ...]:
     if not rule:
         return ()
     return (rule,) if isinstance(rule, str) else tuple(rule)
+
+
+def rules_shard(rules: Mapping, mesh) -> bool:
+    """True when some rule names a mesh axis of size > 1 (the rules split something)."""
+    return any(
+        a in mesh.axis_names and mesh.shape[a] > 1 for rule in rules.values() for a in _axes(rule)
+    )
 
 
 def logical_to_spec(
@@ -193,3 +219,29 @@ def describe(params, shardings, min_bytes: int = 0) -> list[tuple[str, tuple, P]
         if int(np.prod(x.shape)) * np.dtype(x.dtype).itemsize >= min_bytes:
             rows.append(('/'.join(str(getattr(k, 'key', k)) for k in path), tuple(x.shape), s.spec))
     return rows
+
+
+def global_batch(local: Mapping[str, np.ndarray], mesh) -> dict[str, jax.Array]:
+    """Per-process numpy arrays -> global jax.Arrays split over the batch axes."""
+    sh = batch_sharding(mesh)
+    return {k: jax.make_array_from_process_local_data(sh, v) for k, v in local.items()}
+
+
+def host_local_rows(x: jax.Array, mesh) -> np.ndarray:
+    """This process's rows of a batch-sharded global array, as numpy."""
+    spec = batch_sharding(mesh).spec
+    return np.asarray(multihost_utils.global_array_to_host_local_array(x, mesh, spec))
+
+
+def to_host(tree):
+    """Device tree -> numpy tree with the full arrays on every process."""
+    if all(getattr(x, 'is_fully_addressable', True) for x in jax.tree.leaves(tree)):
+        return jax.tree.map(np.asarray, jax.device_get(tree))
+    return jax.tree.map(np.asarray, multihost_utils.process_allgather(tree, tiled=True))
+
+
+def place(tree, shardings):
+    """Host numpy tree -> jax.Arrays with `shardings` (each process fills its shards)."""
+    return jax.tree.map(
+        lambda x, s: jax.make_array_from_callback(x.shape, s, lambda idx: x[idx]), tree, shardings
+    )

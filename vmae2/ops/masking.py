@@ -18,6 +18,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from vmae2.errors import ConfigError
+
 ENCODER_MASK_TYPES = ('tube', 'random')
 DECODER_MASK_TYPES = ('run_cell', 'none')
 RUN_CELL_RATIOS = (0.25, 0.5, 0.75)
@@ -73,28 +75,28 @@ class MaskSpec:
 
 
 def validate(spec: MaskSpec) -> None:
-    """Raises ValueError naming the setting that cannot work and what would."""
+    """Raises ConfigError naming the setting that cannot work and what would."""
     t, h, w = spec.grid
     if spec.mask_type not in ENCODER_MASK_TYPES:
-        raise ValueError(f'mask_type {spec.mask_type!r}: choose one of {ENCODER_MASK_TYPES}')
+        raise ConfigError(f'mask_type {spec.mask_type!r}: choose one of {ENCODER_MASK_TYPES}')
     if spec.decoder_mask_type not in DECODER_MASK_TYPES:
-        raise ValueError(
+        raise ConfigError(
             f'decoder_mask_type {spec.decoder_mask_type!r}: choose one of {DECODER_MASK_TYPES}'
         )
     if not 0.0 <= spec.mask_ratio < 1.0:
-        raise ValueError(f'mask_ratio {spec.mask_ratio}: must be in [0, 1)')
+        raise ConfigError(f'mask_ratio {spec.mask_ratio}: must be in [0, 1)')
     if spec.num_visible < 1:
-        raise ValueError(
+        raise ConfigError(
             f'mask_ratio {spec.mask_ratio} leaves no visible token on a {t}x{h}x{w} grid; lower it'
         )
     if spec.decoder_mask_type == 'run_cell' and spec.decoder_mask_ratio != 0:
         if spec.decoder_mask_ratio not in RUN_CELL_RATIOS:
-            raise ValueError(
+            raise ConfigError(
                 f'decoder_mask_ratio {spec.decoder_mask_ratio}: running-cell masking supports '
                 f'{", ".join(map(str, RUN_CELL_RATIOS))} (or 0 for the V1 decoder)'
             )
         if h % 2 or w % 2:
-            raise ValueError(
+            raise ConfigError(
                 f'running-cell masking tiles 2x2 cells and needs an even token grid, got '
                 f'{h}x{w}; choose input_size / patch_size even'
             )

@@ -1,13 +1,18 @@
-"""Multi-view classification evaluation (official engine_for_finetuning.final_test
-+ merge, spec 5.4): softmax per view, probabilities averaged over a video's
-views, top-1 / top-5 over videos.
+"""Evaluators the training loop runs, and the multi-view classification protocol.
 
-Used by the fine-tuning and distillation trainers (1-view validation during
-training, the full test protocol at the end) and by `trainer='evaluate'`.
+An evaluator has `run(state) -> {name: scalar or uint8 [H, W, 3] image}`; the loop
+calls it every `every` steps (before the last) and, if `at_end`, after the last
+step, and writes what it returns to metrics.jsonl, TensorBoard and PNG files.
+
+Classification (official engine_for_finetuning.final_test + merge, spec 5.4):
+softmax per view, probabilities averaged over a video's views, top-1 / top-5
+over videos. Used for 1-view validation during fine-tuning and distillation, the
+full test protocol at their end, and by the `evaluate` stage.
 """
 
 from __future__ import annotations
 
+import abc
 import csv
 import dataclasses
 import logging
@@ -20,10 +25,10 @@ import numpy as np
 from flax import nnx
 from jax.experimental import multihost_utils
 
-from data_pipelines import finetune_pipeline
-from vmae2 import sharding
-from vmae2 import targets
-from vmae2.trainers import common
+from data_pipelines import transforms
+from vmae2.core import data
+from vmae2.ops import targets
+from vmae2.runtime import sharding
 
 log = logging.getLogger('vmae2')
 
@@ -69,44 +74,7 @@ def topk_accuracy(probs: np.ndarray, labels: np.ndarray, ks: Sequence[int] = (1,
     return out
 
 
-def fuse_views(
-    video_index: np.ndarray,
-    labels: np.ndarray,
-    probs: np.ndarray,
-    valid: np.ndarray,
-    num_videos: int | None = None,
-) -> Result:
-    """Averages view probabilities per video, ignoring rows with valid=False.
-
-    Args:
-      video_index: int [rows]; -1 for padding.
-      labels: int [rows].
-      probs: float [rows, classes] softmax of each view.
-      valid: bool [rows].
-      num_videos: the evaluated video count (to count unreadable ones), if known.
-
-    Returns:
-      Result over videos with at least one valid row.
-    """
-    valid = np.asarray(valid, bool) & (np.asarray(video_index) >= 0)
-    vi = np.asarray(video_index)[valid]
-    uniq, inv = np.unique(vi, return_inverse=True)
-    sums = np.zeros((len(uniq), probs.shape[1]), np.float64)
-    np.add.at(sums, inv, np.asarray(probs, np.float64)[valid])
-    counts = np.bincount(inv, minlength=len(uniq))
-    lab = np.zeros(len(uniq), np.int64)
-    lab[inv] = np.asarray(labels)[valid]
-    unreadable = (num_videos - len(uniq)) if num_videos is not None else 0
-    return Result(
-        uniq.astype(np.int64),
-        lab,
-        (sums / np.maximum(counts, 1)[:, None]).astype(np.float32),
-        counts.astype(np.int64),
-        int(unreadable),
-    )
-
-
-def make_predict_fn(graphdef, mesh, dtype=jnp.float32):
+def make_predict_fn(graphdef, mesh):
     """jit (params, video uint8 [B, T, H, W, 3]) -> float32 softmax probs [B, classes].
 
     The input is ImageNet-normalised on the device; the output keeps the batch
@@ -115,15 +83,10 @@ def make_predict_fn(graphdef, mesh, dtype=jnp.float32):
 
     def predict(params, video):
         model = nnx.merge(graphdef, nnx.State(params))
-        logits = model(targets.normalize(video), dtype=dtype)
+        logits = model(targets.normalize(video))
         return jax.nn.softmax(logits.astype(jnp.float32), axis=-1)
 
     return jax.jit(predict, out_shardings=sharding.batch_sharding(mesh))
-
-
-def _local_rows(x: jax.Array, mesh) -> np.ndarray:
-    spec = sharding.batch_sharding(mesh).spec
-    return np.asarray(multihost_utils.global_array_to_host_local_array(x, mesh, spec))
 
 
 def run_views(predict_fn, params, dataset, mesh, num_videos: int, num_classes: int) -> Result:
@@ -137,8 +100,9 @@ def run_views(predict_fn, params, dataset, mesh, num_videos: int, num_classes: i
     counts: dict[int, int] = {}
     labels: dict[int, int] = {}
     for local in dataset:
-        batch = common.global_batch({'video': local['video']}, mesh)
-        probs = _local_rows(predict_fn(params, batch['video']), mesh).astype(np.float64)
+        batch = sharding.global_batch({'video': local['video']}, mesh)
+        probs = sharding.host_local_rows(predict_fn(params, batch['video']), mesh)
+        probs = probs.astype(np.float64)
         for i in np.flatnonzero(local['valid'] & (local['video_index'] >= 0)):
             v = int(local['video_index'][i])
             if v not in sums:
@@ -169,38 +133,6 @@ def run_views(predict_fn, params, dataset, mesh, num_videos: int, num_classes: i
         cnt[keep][order],
         int(num_videos - keep.sum()),
     )
-
-
-def make_dataset(cfg, records, spec, mode: str):
-    """The eval dataset of `cfg` ('val': 1 view; 'test': segments x crops) for this process."""
-    d = cfg.data
-    n_proc = jax.process_count()
-    if cfg.eval_batch_size % n_proc:
-        raise ValueError(
-            f'eval_batch_size {cfg.eval_batch_size} is not divisible by {n_proc} processes'
-        )
-    return finetune_pipeline.make_eval_dataset(
-        records,
-        batch_size=cfg.eval_batch_size // n_proc,
-        num_frames=spec.num_frames,
-        sampling_rate=d.sampling_rate,
-        input_size=spec.input_size,
-        test_num_segment=d.test_num_segment,
-        test_num_crop=d.test_num_crop,
-        shard_index=jax.process_index(),
-        shard_count=n_proc,
-        mode=mode,
-        sampler=d.sampler,
-        read_threads=d.read_threads,
-        prefetch_buffer_size=max(2, d.read_threads),
-        frame_reader=finetune_pipeline.get_frame_reader(d.get('reader', 'video')),
-    )
-
-
-def evaluate(cfg, records, spec, predict_fn, params, mesh, num_classes: int, mode: str) -> Result:
-    """The test protocol ('test') or 1-view validation ('val') of `records`."""
-    ds = make_dataset(cfg, records, spec, mode)
-    return run_views(predict_fn, params, ds, mesh, len(records), num_classes)
 
 
 def write_predictions(
@@ -237,3 +169,68 @@ def write_predictions(
             w.writerow(row)
     os.replace(tmp, path)
     return path
+
+
+class Evaluator(abc.ABC):
+    """Something the loop runs on the train state (module docstring).
+
+    Attributes:
+      every: steps between runs before the last step (0: none).
+      at_end: run after the last step.
+    """
+
+    every: int = 0
+    at_end: bool = True
+
+    @abc.abstractmethod
+    def run(self, state) -> dict:
+        """{name: float scalar or uint8 [H, W, 3] image} for the state's step."""
+
+
+class ClassificationEvaluator(Evaluator):
+    """Top-1/top-5 of a classifier on labelled records.
+
+    mode 'val': one centre view per video, metrics `val_top1`, `val_top5`.
+    mode 'test': the official test views (data.test_num_segment x test_num_crop),
+    metrics `test_*`, and `{workdir}/predictions.csv`.
+    """
+
+    def __init__(self, cfg, exp, labelled, workdir: str, mode: str, *, every=0, at_end=True):
+        d, m = cfg.data, exp.model
+        self.cfg, self.labelled, self.workdir, self.mode = cfg, labelled, workdir, mode
+        self.every, self.at_end = every, at_end
+        self.mesh = exp.mesh
+        self.predict = make_predict_fn(exp.factory.graphdef, exp.mesh)
+        self.transform = transforms.EvalTransform(
+            num_frames=m.num_frames,
+            sampling_rate=d.sampling_rate,
+            input_size=m.input_size,
+            test_num_segment=d.test_num_segment,
+            test_num_crop=d.test_num_crop,
+            mode=mode,
+            sampler=d.sampler,
+            reader=data.reader(cfg),
+        )
+
+    def result(self, params) -> Result:
+        records = self.labelled.val
+        ds = data.eval_dataset(self.cfg, records, self.transform, self.cfg.eval_batch_size)
+        return run_views(self.predict, params, ds, self.mesh, len(records), self.labelled.num_classes)
+
+    def run(self, state) -> dict:
+        res = self.result(state.params)
+        m = res.metrics(f'{self.mode}_')
+        if self.mode == 'test':
+            path = write_predictions(
+                os.path.join(self.workdir, 'predictions.csv'), res, self.labelled.val,
+                self.labelled.label_names,
+            )
+            d = self.cfg.data
+            log.info(
+                'test %dx%d views, %d videos (%d unreadable): top-1 %.2f top-5 %.2f; %s',
+                d.test_num_segment, d.test_num_crop, len(res.labels), res.unreadable,
+                m['test_top1'], m['test_top5'], path,
+            )
+        else:
+            log.info('1-view val top-1 %.2f top-5 %.2f', m['val_top1'], m['val_top5'])
+        return m

@@ -21,6 +21,8 @@ import dataclasses
 import jax
 import jax.numpy as jnp
 
+from vmae2.ops import targets
+
 
 @dataclasses.dataclass(frozen=True)
 class MixupConfig:
@@ -158,3 +160,23 @@ def erase_boxes(rng: jax.Array, x: jax.Array, boxes: jax.Array) -> jax.Array:
     inside = (rows >= top) & (rows < top + bh) & (cols >= left) & (cols < left + bw)
     noise = jax.random.normal(rng, x.shape, jnp.float32).astype(x.dtype)
     return jnp.where(inside[:, None, :, :, None], noise, x)
+
+
+def augment_batch(
+    rng: jax.Array, batch: dict, num_classes: int, cfg: MixupConfig
+) -> tuple[jax.Array, jax.Array, dict]:
+    """The device half of fine-tuning augmentation, in the official order (spec 5.2):
+    ImageNet normalisation -> random-erasing fill of the pipeline's boxes -> mixup/cutmix.
+
+    Args:
+      batch: 'video' uint8 [batch, frames, height, width, 3], 'label' int [batch],
+        'erase_box' int32 [batch, 4] (top, left, height, width; height 0: none).
+
+    Returns:
+      (x float32 [batch, frames, height, width, 3], soft targets float32
+      [batch, num_classes], {'lam', 'cutmix'} as from `mix_batch`).
+    """
+    k_erase, k_mix = jax.random.split(rng)
+    x = targets.normalize(batch['video'])
+    x = erase_boxes(k_erase, x, batch['erase_box'])
+    return mix_batch(k_mix, x, batch['label'], num_classes, cfg)

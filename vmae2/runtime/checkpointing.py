@@ -1,4 +1,4 @@
-"""Checkpoints: the only module that imports Orbax.
+"""Checkpoints and saved parameter trees: the only module that imports Orbax.
 
 A checkpoint holds the train state (restored into the given shardings) and the
 data iterator position of every process, so a resumed run continues exactly
@@ -21,6 +21,7 @@ from typing import Any
 
 import grain.checkpoint as grain_checkpoint
 import jax
+import numpy as np
 import orbax.checkpoint as ocp
 
 log = logging.getLogger('vmae2')
@@ -31,6 +32,15 @@ DATA_ITEM = 'data'
 def _data_file(process_index: int, process_count: int) -> str:
     # grain.checkpoint.CheckpointHandler's file name.
     return f'process_{process_index}-of-{process_count}.json'
+
+
+def encode_iterator_state(state: Any) -> bytes:
+    """A grain iterator state (JSON-able) as the bytes saved with a checkpoint."""
+    return json.dumps(state).encode('utf-8')
+
+
+def decode_iterator_state(data: bytes) -> Any:
+    return json.loads(data.decode('utf-8'))
 
 
 class _SerializedIterator:
@@ -74,6 +84,10 @@ class Checkpointer:
         if data_state is not None:
             items[DATA_ITEM] = grain_checkpoint.CheckpointSave(_SerializedIterator(data_state))
         return self._manager.save(step, args=ocp.args.Composite(**items), force=force)
+
+    def state_keys(self, step: int) -> set[str]:
+        """Top-level keys of the state saved at `step` (older checkpoints lack some)."""
+        return set(_tree_metadata(os.path.join(self.directory, str(step), 'state')))
 
     def restore(self, step: int, abstract_state: Any) -> tuple[Any, bytes | None]:
         """Restores into the shapes, dtypes and shardings of `abstract_state`
@@ -121,8 +135,8 @@ class Checkpointer:
         self._manager.close()
 
 
-def latest_state_dir(workdir: str) -> str:
-    """{workdir}/checkpoints/<latest step>/state.
+def _latest_step_dir(workdir: str) -> str:
+    """{workdir}/checkpoints/<latest step>.
 
     Raises:
         FileNotFoundError: when the workdir holds no finished checkpoint.
@@ -133,11 +147,56 @@ def latest_state_dir(workdir: str) -> str:
     )
     if not steps:
         raise FileNotFoundError(f'no finished checkpoint under {directory}')
-    return os.path.join(directory, str(max(steps)), 'state')
+    return os.path.join(directory, str(max(steps)))
 
 
-def load_state(workdir: str) -> Any:
-    """The latest saved train state of a workdir as a tree of host arrays, keyed
-    as saved (integer block indices come back as strings)."""
+def has_checkpoint(workdir: str) -> bool:
+    """True when `workdir` holds a finished training checkpoint."""
+    try:
+        _latest_step_dir(workdir)
+        return True
+    except FileNotFoundError:
+        return False
+
+
+def latest_step_number(workdir: str) -> int:
+    return int(os.path.basename(_latest_step_dir(workdir)))
+
+
+def _tree_metadata(path: str) -> Any:
+    """The saved tree's structure (leaf metadata), read without reading arrays."""
+    meta = ocp.PyTreeCheckpointer().metadata(path)
+    return meta.item_metadata.tree if hasattr(meta, 'item_metadata') else meta
+
+
+def load_params(workdir: str) -> Any:
+    """The 'params' of a workdir's latest train state as host numpy arrays, keyed as
+    saved (integer block indices come back as strings); the optimiser state is
+    not read (Orbax partial restore)."""
+    path = os.path.join(_latest_step_dir(workdir), 'state')
+    tree = _tree_metadata(path)
+    abstract = jax.tree.map(
+        lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype), {'params': tree['params']}
+    )
+    restore_args = jax.tree.map(lambda _: ocp.ArrayRestoreArgs(restore_type=np.ndarray), abstract)
+    args = ocp.args.PyTreeRestore(item=abstract, restore_args=restore_args, partial_restore=True)
+    return ocp.PyTreeCheckpointer().restore(path, args=args)['params']
+
+
+def save_tree(directory: str, tree: Any) -> None:
+    """Writes a tree of arrays to `directory` (Orbax StandardCheckpointer; keys as str).
+
+    Raises:
+      FileExistsError: `directory` exists.
+    """
+    if os.path.exists(directory):
+        raise FileExistsError(f'{directory} exists; choose another output')
     with ocp.StandardCheckpointer() as ckptr:
-        return ckptr.restore(latest_state_dir(workdir))
+        ckptr.save(os.path.abspath(directory), tree)
+        ckptr.wait_until_finished()
+
+
+def load_tree(directory: str) -> Any:
+    """A tree written by `save_tree` (or any Orbax standard checkpoint) as host arrays."""
+    with ocp.StandardCheckpointer() as ckptr:
+        return ckptr.restore(os.path.abspath(directory))

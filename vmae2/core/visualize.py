@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import numpy as np
-from PIL import Image
 
-from vmae2 import targets
+from vmae2.ops import targets
 
 
 def reconstruct_clip(
@@ -82,7 +81,3 @@ def grid_image(
             y, x = pad + r * (h + pad), pad + c * (w + pad)
             out[y : y + h, x : x + w] = clip[f].repeat(k, axis=0).repeat(k, axis=1)
     return out
-
-
-def save_png(image: np.ndarray, path: str) -> None:
-    Image.fromarray(image).save(path)

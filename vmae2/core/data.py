@@ -1,0 +1,172 @@
+"""From a run config to data: the records of each stage and the one grain graph.
+
+`train_dataset(cfg, mesh, records, transform)` is the only way a stage gets its
+training iterator (per-process batch, shard, seed, workers); `eval_dataset` the
+only way an evaluator gets its views. Stages choose the records and the
+per-clip transform (data_pipelines.transforms).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+
+import grain
+import jax
+
+from data_pipelines import fast_format
+from data_pipelines import pipeline
+from data_pipelines import readers
+from data_pipelines import sources
+from data_pipelines.records import VideoRecord
+from vmae2.errors import ConfigError
+from vmae2.errors import DataError
+from vmae2.runtime import sharding
+
+log = logging.getLogger('vmae2')
+
+
+def per_process(count: int, what: str) -> int:
+    """`count` split evenly over the processes.
+
+    Raises:
+      ConfigError: not divisible.
+    """
+    n = jax.process_count()
+    if count % n:
+        raise ConfigError(f'{what} {count} is not divisible by the {n} processes')
+    return count // n
+
+
+def check_batch_fits(cfg, mesh, clips_per_step: int) -> None:
+    """A step's clips must split over the batch devices and the micro-batches.
+
+    Raises:
+      ConfigError: naming batch_size, num_sample, grad_accum_steps and the mesh.
+    """
+    axes = sharding.batch_axes(mesh)
+    devices = 1
+    for a in axes:
+        devices *= mesh.shape[a]
+    micro = cfg.get('grad_accum_steps', 1)
+    if clips_per_step % (devices * micro):
+        raise ConfigError(
+            f'a step has batch_size x num_sample = {clips_per_step} clips, which does not split '
+            f'over {devices} batch devices (mesh {dict(mesh.shape)}) x grad_accum_steps {micro}: '
+            f'choose batch_size so that batch_size x num_sample is a multiple of {devices * micro}'
+        )
+
+
+def train_dataset(cfg, records: list[VideoRecord], transform) -> grain.IterDataset:
+    """The training iterator of this process: shuffled, repeated, sharded, batched."""
+    d = cfg.data
+    return pipeline.make_train_dataset(
+        records,
+        transform,
+        batch_size=per_process(cfg.batch_size, 'batch_size'),
+        seed=cfg.seed,
+        shard_index=jax.process_index(),
+        shard_count=jax.process_count(),
+        worker_count=d.get('worker_count', 0),
+        read_threads=d.get('read_threads', 1),
+    )
+
+
+def eval_dataset(cfg, records: list[VideoRecord], transform, batch_size: int):
+    """This process's share of an evaluation (every process yields as many batches)."""
+    return pipeline.make_eval_dataset(
+        records,
+        transform,
+        batch_size=per_process(batch_size, 'eval_batch_size'),
+        shard_index=jax.process_index(),
+        shard_count=jax.process_count(),
+        read_threads=cfg.data.get('read_threads', 1),
+    )
+
+
+def reader(cfg) -> readers.FrameReader:
+    try:
+        return readers.get_reader(cfg.data.get('reader', 'video'))
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
+
+
+@dataclasses.dataclass
+class LabelledData:
+    """The labelled lists of a classification run.
+
+    Attributes:
+      train, val: records (val also serves the test protocol, as officially).
+      label_names: class names by index, or None.
+      num_classes: the head size.
+    """
+
+    train: list[VideoRecord]
+    val: list[VideoRecord]
+    label_names: list[str] | None
+    num_classes: int
+
+
+def _read_list(d, split: str) -> list[VideoRecord]:
+    path = sources.finetune_list_path(d.data_path, split)
+    if not os.path.isfile(path):
+        raise DataError(
+            f'{path} does not exist: data.data_path must be a folder with train.csv and val.csv '
+            '(lines `video_path label`, or `frame_folder total_frames label`)'
+        )
+    records = sources.read_finetune_list(path, d.data_root)
+    if not records:
+        raise DataError(f'{path} lists no videos')
+    return records
+
+
+def labelled_data(cfg, *, need_train: bool = True, checkpoint_classes: int | None = None):
+    """Reads `{data.data_path}/train.csv` and `val.csv` (spec 8.1) and the class count.
+
+    num_classes: cfg.num_classes if > 0, else the label-name count, else the
+    checkpoint head's (evaluation, a label map), else max label + 1 over both
+    lists; the choice and its source are logged.
+
+    data.reader='fast': the lists are read with data.data_root set to the output
+    of `make_fast_dataset --input ROOT`; paths map to its files.
+
+    Raises:
+      ConfigError: no data_path, an unknown reader, names that do not fit.
+      DataError: a missing or empty list, a label out of range.
+    """
+    d = cfg.data
+    if not d.data_path:
+        raise ConfigError(
+            'no data: set --config.data.data_path=DIR (a folder with train.csv and val.csv, '
+            'lines `video_path label`) and --config.data.data_root=ROOT'
+        )
+    frame_reader = reader(cfg)
+    train = _read_list(d, 'train') if need_train else []
+    val = _read_list(d, 'val')
+    if frame_reader.name == 'fast':
+        train = fast_format.fast_format_records(train, d.data_root)
+        val = fast_format.fast_format_records(val, d.data_root)
+    names = sources.read_label_names(d.label_names) if d.label_names else None
+    n, source = cfg.num_classes, 'config num_classes'
+    if not n and names:
+        n, source = len(names), f'the {len(names)} names in {d.label_names}'
+    elif not n and checkpoint_classes:
+        n, source = checkpoint_classes, "the checkpoint's head"
+    elif not n:
+        n = sources.num_classes(train + val)
+        seen = len({r.label for r in train + val})
+        lists = ' and '.join(sources.finetune_list_path(d.data_path, s) for s in ('train', 'val'))
+        source = f'the largest label + 1 in {lists} ({seen} distinct labels seen)'
+        if seen != n:
+            log.warning(
+                '%d classes inferred but only %d labels occur: some classes have no video; '
+                'set --config.num_classes to be sure', n, seen,
+            )
+    log.info('%d classes, from %s', n, source)
+    if names is not None and len(names) != n:
+        raise ConfigError(f'{len(names)} label names in {d.label_names} for num_classes={n}')
+    bad = [r for r in train + val if r.label >= n]
+    if bad:
+        raise DataError(f'label {bad[0].label} of {bad[0].path!r} is out of range for {n} classes')
+    return LabelledData(train, val, names, n)
