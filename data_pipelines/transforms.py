@@ -1,151 +1,312 @@
-"""Spatial augmentation for pre-training: GroupMultiScaleCrop.
+"""The per-stage grain transforms: a record in, the arrays of its training or eval rows out.
 
-Reimplements ``GroupMultiScaleCrop(input_size, [1, .875, .75, .66])`` with its
-defaults ``max_distort=1, fix_crop=True, more_fix_crop=True`` (official
-``dataset/transforms.py``, used by ``DataAugmentationForVideoMAEv2``; spec 4.3).
-No flip and no colour jitter.  Normalisation (/255, ImageNet mean/std) is left
-to the consumer; this module outputs uint8.
+* :class:`PretrainTransform` (RandomMap): official ``HybridVideoMAE`` +
+  ``DataAugmentationForVideoMAEv2`` (spec 4.3): one pre-training clip decoded,
+  ``num_sample`` GroupMultiScaleCrops of it.
+* :class:`ClassifyTransform` (RandomMap): official ``VideoClsDataset`` /
+  ``RawFrameClsDataset`` in ``mode='train'`` (spec 5.1-5.3): one clip decoded,
+  ``num_sample`` independent ``augment.train_view`` of it.
+* :class:`EvalTransform` (Map): the same datasets in ``mode='validation'`` /
+  ``'test'`` (spec 5.4): every view of one video from one decode.
 
-Randomness: the official code uses Python ``random.choice``; here the choices
-come from a ``numpy.random.Generator`` (``rng.integers(len(options))``), so the
-distribution is the same but the streams differ.
+Training transforms replace an unreadable video by one drawn uniformly from
+all records with the element rng (official: a retry with a random index) and
+count it in ``"skipped"``; the eval transform marks its rows ``valid=False``
+(officially the test loader retries the same file forever).  Warnings go to
+logger ``"data_pipelines"``.  Rows stay uint8 and unnormalised: the consumer
+normalises (/255, ImageNet mean/std) on the device.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import dataclasses
+import logging
+from collections.abc import Callable, Sequence
 
+import av
+import grain
 import numpy as np
-from PIL import Image
 
-__all__ = ["crop_size_pairs", "fixed_offsets", "sample_crop", "crop_and_resize", "multi_scale_crop"]
+from data_pipelines import augment, crops, sampling
+from data_pipelines.decode import VideoDecodeError
+from data_pipelines.readers import READERS, FrameReader, load_frames
+from data_pipelines.records import VideoRecord
 
-DEFAULT_SCALES = (1, 0.875, 0.75, 0.66)
+__all__ = [
+    "MAX_CONSECUTIVE_FAILURES",
+    "PretrainTransform",
+    "ClassifyTransform",
+    "EvalTransform",
+]
 
+logger = logging.getLogger("data_pipelines")
 
-def crop_size_pairs(
-    image_w: int,
-    image_h: int,
-    size: int = 224,
-    scales: Sequence[float] = DEFAULT_SCALES,
-    max_distort: int = 1,
-) -> list[tuple[int, int]]:
-    """Candidate ``(crop_w, crop_h)`` pairs, in the official order.
-
-    ``base = min(W, H)``; sides ``int(base * s)`` for each scale; a side within
-    3 px of ``size`` (``abs(x - size) < 3``) snaps to ``size``; pairs
-    ``(w_j, h_i)`` with ``|i - j| <= max_distort``, ``i`` (height) outer loop,
-    ``j`` (width) inner loop (official ``_sample_crop_size``).
-
-    Returns:
-      list of ``(crop_w, crop_h)`` in pixels.
-    """
-    base = min(image_w, image_h)
-    sides = [int(base * s) for s in scales]
-    snapped = [size if abs(x - size) < 3 else x for x in sides]
-    return [
-        (w, h)
-        for i, h in enumerate(snapped)
-        for j, w in enumerate(snapped)
-        if abs(i - j) <= max_distort
-    ]
+MAX_CONSECUTIVE_FAILURES = 100
+_READ_ERRORS = (VideoDecodeError, av.FFmpegError, OSError)
 
 
-def fixed_offsets(
-    image_w: int, image_h: int, crop_w: int, crop_h: int, more_fix_crop: bool = True
-) -> list[tuple[int, int]]:
-    """The fixed ``(x, y)`` top-left crop offsets (official ``fill_fix_offset``).
-
-    With ``ws = (W - crop_w) // 4`` and ``hs = (H - crop_h) // 4``: corners
-    (0,0), (4ws,0), (0,4hs), (4ws,4hs), centre (2ws,2hs); with
-    ``more_fix_crop`` also (0,2hs), (4ws,2hs), (2ws,4hs), (2ws,0), (ws,hs),
-    (3ws,hs), (ws,3hs), (3ws,3hs) -- 13 in all, duplicates kept (so they weigh
-    more in the uniform choice, as in the official list).
-
-    Returns:
-      list of ``(x_offset, y_offset)`` in pixels.
-    """
-    ws = (image_w - crop_w) // 4
-    hs = (image_h - crop_h) // 4
-    out = [(0, 0), (4 * ws, 0), (0, 4 * hs), (4 * ws, 4 * hs), (2 * ws, 2 * hs)]
-    if more_fix_crop:
-        out += [
-            (0, 2 * hs),
-            (4 * ws, 2 * hs),
-            (2 * ws, 4 * hs),
-            (2 * ws, 0),
-            (ws, hs),
-            (3 * ws, hs),
-            (ws, 3 * hs),
-            (3 * ws, 3 * hs),
-        ]
-    return out
+def _reason(e: BaseException) -> str:
+    return e.reason if isinstance(e, VideoDecodeError) else f"{type(e).__name__}: {e}"
 
 
-def sample_crop(
-    image_w: int,
-    image_h: int,
-    rng: np.random.Generator,
-    size: int = 224,
-    scales: Sequence[float] = DEFAULT_SCALES,
-    max_distort: int = 1,
-    more_fix_crop: bool = True,
-) -> tuple[int, int, int, int]:
-    """Draw one crop box ``(x, y, crop_w, crop_h)``: a uniform pair, then a uniform offset."""
-    pairs = crop_size_pairs(image_w, image_h, size, scales, max_distort)
-    crop_w, crop_h = pairs[int(rng.integers(len(pairs)))]
-    offsets = fixed_offsets(image_w, image_h, crop_w, crop_h, more_fix_crop)
-    x, y = offsets[int(rng.integers(len(offsets)))]
-    return x, y, crop_w, crop_h
+@dataclasses.dataclass(kw_only=True, eq=False)
+class _TrainTransform(grain.transforms.RandomMap):
+    """What the training transforms share: clip geometry, reader, the replacement pool."""
+
+    records: Sequence[VideoRecord] = dataclasses.field(kw_only=False, repr=False)
+    num_frames: int = 16
+    sampling_rate: int = 4
+    input_size: int = 224
+    num_sample: int = 1
+    reader: FrameReader = READERS["video"]
+
+    def __post_init__(self):
+        if not self.records:
+            raise ValueError("records is empty")
+        if self.num_sample < 1:
+            raise ValueError(f"num_sample must be >= 1, got {self.num_sample}")
+        self.records = list(self.records)
+
+    def _read(
+        self,
+        element: VideoRecord,
+        rng: np.random.Generator,
+        sampler: Callable[[int, VideoRecord], np.ndarray],
+    ) -> tuple[np.ndarray, VideoRecord, int]:
+        """The frames ``sampler(total_frames, record)`` of ``element``, or of a record
+        drawn uniformly from ``records`` (element rng) when it is unreadable.
+
+        Returns:
+          ``(uint8 [n, H, W, 3] frames, the record read, number of records skipped)``.
+
+        Raises:
+          RuntimeError: ``MAX_CONSECUTIVE_FAILURES`` unreadable records in a row.
+        """
+        record = element
+        for skipped in range(MAX_CONSECUTIVE_FAILURES):
+            try:
+                frames = load_frames(record, lambda n: sampler(n, record), self.reader)
+                return frames, record, skipped
+            except _READ_ERRORS as e:
+                logger.warning("skipping unreadable video %s: %s", record.path, _reason(e))
+                record = self.records[int(rng.integers(len(self.records)))]
+        raise RuntimeError(
+            f"no readable video among {MAX_CONSECUTIVE_FAILURES} consecutive attempts "
+            f"(from {len(self.records)} records, last {record.path!r}); check the data paths"
+        )
 
 
-def crop_and_resize(frames: np.ndarray, box: tuple[int, int, int, int], size: int) -> np.ndarray:
-    """Crop every frame to ``box = (x, y, w, h)`` then resize to ``size x size``.
+@dataclasses.dataclass(kw_only=True, eq=False)
+class PretrainTransform(_TrainTransform):
+    """``VideoRecord`` -> ``{"video": uint8 [num_sample, T, S, S, 3], "skipped": int32 []}``.
 
-    Resizing uses PIL ``Image.resize((size, size), BILINEAR)`` on the cropped
-    image, frame by frame, as the official ``img.crop(...).resize(...)``.
+    ``PretrainTransform(records, *, num_frames=16, sampling_rate=4,
+    input_size=224, num_sample=1, reader=READERS['video'])``.
+
+    Official pre-training temporal sampling (``sampling.pretrain_frame_indices``)
+    of a video file or raw-frame folder, read once, then ``num_sample``
+    independent ``crops.multi_scale_crop`` of the same frames (official
+    repeated augmentation ``--num_sample``).
 
     Args:
-      frames: ``uint8 [T, H, W, 3]``.
-
-    Returns:
-      ``uint8 [T, size, size, 3]``.
-    """
-    x, y, w, h = box
-    out = np.empty((frames.shape[0], size, size, 3), dtype=np.uint8)
-    for t in range(frames.shape[0]):
-        crop = np.ascontiguousarray(frames[t, y : y + h, x : x + w])
-        if crop.shape[:2] == (size, size):
-            out[t] = crop
-        else:
-            out[t] = np.asarray(Image.fromarray(crop).resize((size, size), Image.BILINEAR))
-    return out
-
-
-def multi_scale_crop(
-    frames: np.ndarray,
-    rng: np.random.Generator,
-    size: int = 224,
-    scales: Sequence[float] = DEFAULT_SCALES,
-    max_distort: int = 1,
-    more_fix_crop: bool = True,
-) -> np.ndarray:
-    """GroupMultiScaleCrop (fix_crop=True): one random crop for all frames, resized.
-
-    Args:
-      frames: ``uint8 [T, H, W, 3]`` RGB.
-      rng: numpy Generator for the pair and offset choices.
-      size: output side in pixels.
-
-    Returns:
-      ``uint8 [T, size, size, 3]``.
+      records: all records, the pool replacements are drawn from.
+      num_frames, sampling_rate: clip length T and stride (spec 4.3: 16, 4).
+      input_size: crop side S in pixels (224).
+      num_sample: crops per decoded clip (official 4 in the scripts).
+      reader: how video files are read (``readers.get_reader``).
 
     Raises:
-      ValueError: frames not ``[T, H, W, 3]`` uint8.
+      ValueError: empty records or ``num_sample < 1``.
+      RuntimeError: (when mapping) ``MAX_CONSECUTIVE_FAILURES`` unreadable videos in a row.
     """
-    frames = np.asarray(frames)
-    if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
-        raise ValueError(f"frames must be uint8 [T, H, W, 3], got {frames.dtype} {frames.shape}")
-    image_h, image_w = frames.shape[1:3]
-    box = sample_crop(image_w, image_h, rng, size, scales, max_distort, more_fix_crop)
-    return crop_and_resize(frames, box, size)
+
+    def random_map(self, element: VideoRecord, rng: np.random.Generator) -> dict[str, np.ndarray]:
+        frames, _, skipped = self._read(
+            element,
+            rng,
+            lambda n, record: sampling.pretrain_frame_indices(
+                n, self.num_frames, self.sampling_rate, rng, path=record.path
+            ),
+        )
+        video = np.stack(
+            [crops.multi_scale_crop(frames, rng, self.input_size) for _ in range(self.num_sample)]
+        )
+        return {"video": video, "skipped": np.int32(skipped)}
+
+
+@dataclasses.dataclass(kw_only=True, eq=False)
+class ClassifyTransform(_TrainTransform):
+    """Labelled ``VideoRecord`` -> its ``num_sample`` fine-tuning rows.
+
+    ``ClassifyTransform(records, *, num_frames=16, sampling_rate=4,
+    input_size=224, num_sample=2, sampler='dense', rand_augment=True,
+    flip=True, reprob=0.25, reader=READERS['video'])``.
+
+    Output: ``{"video": uint8 [num_sample, T, S, S, 3], "label": int32
+    [num_sample], "erase_box": int32 [num_sample, 4], "skipped": int32 []}``;
+    ``erase_box`` is ``(top, left, h, w)`` in crop pixels, ``h == 0``: none
+    (``augment.apply_erasing`` is the reference for the device side).
+
+    One clip (``sampling.clip_indices``, mode train) read once, then
+    ``num_sample`` independent ``augment.train_view`` of it (official repeated
+    augmentation, spec 5.1); a replacement record brings its own label.
+
+    Args:
+      records: all records, the pool replacements are drawn from.
+      num_frames: clip length T (16); the number of TSN segments for ``'tsn'``.
+      sampling_rate: dense stride parameter (4; 2 for HMDB51); unused by ``'tsn'``.
+      input_size: crop side S in pixels (224).
+      num_sample: rows per decoded clip (official 2).
+      sampler: ``'dense'`` (Kinetics-style) or ``'tsn'`` (SSv2).
+      rand_augment: RandAugment ``augment.RAND_AUGMENT_SPEC`` on/off.
+      flip: horizontal flip with p=0.5 (official: off for SSv2).
+      reprob: random-erasing probability (0.25; 0 gives all-zero boxes).
+      reader: how video files are read (``readers.get_reader``).
+
+    Raises:
+      ValueError: empty records, ``num_sample < 1`` or an unknown sampler.
+      RuntimeError: (when mapping) ``MAX_CONSECUTIVE_FAILURES`` unreadable videos in a row.
+    """
+
+    num_sample: int = 2
+    sampler: str = "dense"
+    rand_augment: bool = True
+    flip: bool = True
+    reprob: float = 0.25
+
+    def __post_init__(self):
+        sampling.check_sampler(self.sampler)
+        super().__post_init__()
+
+    def random_map(self, element: VideoRecord, rng: np.random.Generator) -> dict[str, np.ndarray]:
+        frames, record, skipped = self._read(
+            element,
+            rng,
+            lambda n, record: sampling.clip_indices(
+                n, self.sampler, self.num_frames, self.sampling_rate, "train", rng, record.path
+            ),
+        )
+        spec = augment.RAND_AUGMENT_SPEC if self.rand_augment else None
+        views = [
+            augment.train_view(frames, rng, self.input_size, spec, self.flip, self.reprob)
+            for _ in range(self.num_sample)
+        ]
+        return {
+            "video": np.stack([v for v, _ in views]),
+            "label": np.full(self.num_sample, record.label, dtype=np.int32),
+            "erase_box": np.stack([b for _, b in views]).astype(np.int32),
+            "skipped": np.int32(skipped),
+        }
+
+
+@dataclasses.dataclass(kw_only=True, eq=False)
+class EvalTransform(grain.transforms.Map):
+    """``(video_index, VideoRecord | None, rows)`` -> all eval rows of one video (or padding).
+
+    ``EvalTransform(*, num_frames=16, sampling_rate=4, input_size=224,
+    test_num_segment=5, test_num_crop=3, mode='test', sampler='dense',
+    reader=READERS['video'])``.
+
+    Output: ``{"video": uint8 [rows, T, S, S, 3], "label": int32 [rows],
+    "video_index": int32 [rows], "view": int32 [rows], "valid": bool [rows]}``.
+
+    A ``None`` record is padding: ``rows`` zero clips with ``valid=False``,
+    ``video_index = view = -1``.  Otherwise the video is read once and its
+    :attr:`views` rows produced in the order ``view = chunk * test_num_crop +
+    split``:
+
+    * ``'val'`` (1 view): ``sampling.clip_indices(mode='val')``, then
+      ``crops.val_view`` (short side S, centre crop S);
+    * ``'test'``: ``sampling.multiview_indices`` read, short side resized to S,
+      the clip of segment ``chunk`` selected by ``sampling.multiview_segments``,
+      then crop ``split`` of ``crops.eval_spatial_crop`` (spec 5.4).
+
+    An unreadable video gives zero clips with ``valid=False`` and a warning.
+
+    Args:
+      num_frames, sampling_rate, input_size: as for training.
+      test_num_segment, test_num_crop: temporal x spatial views for ``'test'``
+        (official 5 x 3 Kinetics, 2 x 3 SSv2); ignored for ``'val'``.
+      mode: ``'val'`` or ``'test'``.
+      sampler: ``'dense'`` or ``'tsn'``.
+      reader: how video files are read (``readers.get_reader``).
+
+    Attributes:
+      views: rows per video: 1 for ``'val'``, ``test_num_segment * test_num_crop``
+        for ``'test'``.
+
+    Raises:
+      ValueError: bad mode, sampler or non-positive view counts.
+    """
+
+    num_frames: int = 16
+    sampling_rate: int = 4
+    input_size: int = 224
+    test_num_segment: int = 5
+    test_num_crop: int = 3
+    mode: str = "test"
+    sampler: str = "dense"
+    reader: FrameReader = READERS["video"]
+    views: int = dataclasses.field(init=False)
+
+    def __post_init__(self):
+        sampling.check_sampler(self.sampler)
+        if self.mode not in ("val", "test"):
+            raise ValueError(f"mode must be 'val' or 'test', got {self.mode!r}")
+        if self.test_num_segment < 1 or self.test_num_crop < 1:
+            raise ValueError(
+                f"test_num_segment and test_num_crop must be >= 1, got {self.test_num_segment}, "
+                f"{self.test_num_crop}"
+            )
+        self.views = 1 if self.mode == "val" else self.test_num_segment * self.test_num_crop
+
+    def _clips(self, record: VideoRecord) -> np.ndarray:
+        t, size, segments = self.num_frames, self.input_size, self.test_num_segment
+        if self.mode == "val":
+            frames = load_frames(
+                record,
+                lambda n: sampling.clip_indices(
+                    n, self.sampler, t, self.sampling_rate, "val", path=record.path
+                ),
+                self.reader,
+            )
+            return crops.val_view(frames, size)[None]
+        buffer = crops.resize_short_side(
+            load_frames(
+                record,
+                lambda n: sampling.multiview_indices(
+                    n, self.sampler, segments, t, self.sampling_rate, record.path
+                ),
+                self.reader,
+            ),
+            size,
+        )
+        return np.stack(
+            [
+                crops.eval_spatial_crop(buffer[positions], split, self.test_num_crop, size)
+                for positions in sampling.multiview_segments(len(buffer), self.sampler, segments, t)
+                for split in range(self.test_num_crop)
+            ]
+        )
+
+    def map(self, element: tuple) -> dict[str, np.ndarray]:
+        video_index, record, rows = element
+        valid = record is not None
+        video = None
+        if record is not None:
+            try:
+                video = self._clips(record)
+            except _READ_ERRORS as e:
+                logger.warning("unreadable eval video %s: %s", record.path, _reason(e))
+                valid = False
+        if video is None:
+            video = np.zeros((rows, self.num_frames, self.input_size, self.input_size, 3), np.uint8)
+        return {
+            "video": video,
+            "label": np.full(rows, 0 if record is None else record.label, dtype=np.int32),
+            "video_index": np.full(rows, video_index, dtype=np.int32),
+            "view": np.arange(rows, dtype=np.int32)
+            if record is not None
+            else np.full(rows, -1, np.int32),
+            "valid": np.full(rows, valid, dtype=bool),
+        }

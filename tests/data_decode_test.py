@@ -3,9 +3,13 @@
 import numpy as np
 import pytest
 
-from data_pipelines.decode import VideoDecodeError, decode_frames, num_frames
-from data_pipelines.pipeline import load_clip
-from data_pipelines.testing import frame_colour, identify_frames, write_test_video
+from data_pipelines.decode import VideoDecodeError, decode_frames, iter_frames, num_frames
+from data_pipelines.testing import (
+    frame_colour,
+    identify_frames,
+    write_test_video,
+    write_truncated_video,
+)
 
 
 @pytest.fixture(scope="module")
@@ -75,17 +79,19 @@ def test_truncated_file_index_at_end(tmp_path, video):
 
 def test_truncated_file_index_first(tmp_path):
     # faststart: the header still says 48 frames but fewer decode
-    full = write_test_video(str(tmp_path / "fs.mp4"), 48, 96, 64, faststart=True)
-    data = open(full, "rb").read()
-    cut = tmp_path / "fs_cut.mp4"
-    cut.write_bytes(data[: len(data) // 2])
-    assert num_frames(str(cut), exact=False) == 48
-    n = num_frames(str(cut))
+    cut = write_truncated_video(str(tmp_path / "fs_cut.mp4"), 48, 96, 64)
+    assert num_frames(cut, exact=False) == 48
+    n = num_frames(cut)
     assert 0 < n < 48
     with pytest.raises(VideoDecodeError) as e:
-        decode_frames(str(cut), np.arange(48))
+        decode_frames(cut, np.arange(48))
     assert e.value.decoded_frames == n
-    # load_clip resamples over the frames that decode
-    clip = load_clip(str(cut), np.random.default_rng(0), num_frames=16, sampling_rate=4)
-    assert clip.shape == (16, 64, 96, 3)
-    assert identify_frames(clip).max() < n
+    # readers.load_frames resamples over the frames that decode: data_readers_test.py
+    assert sum(1 for _ in iter_frames(cut)) == n
+
+
+def test_iter_frames(tmp_path, video):
+    frames = [f.to_ndarray(format="rgb24") for f in iter_frames(video)]
+    np.testing.assert_array_equal(identify_frames(np.stack(frames)), np.arange(48))
+    with pytest.raises(VideoDecodeError, match="does not exist"):
+        next(iter_frames(str(tmp_path / "nope.mp4")))

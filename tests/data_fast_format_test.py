@@ -1,4 +1,4 @@
-"""Fast data format: write with vmae2.tools.make_fast_dataset, read back, compare."""
+"""Fast data format: write with vmae2.tools.make_fast_dataset, read back, compare; list mapping."""
 
 import os
 
@@ -7,10 +7,16 @@ import pytest
 
 from data_pipelines import decode
 from data_pipelines import fast_format
-from data_pipelines import pipeline
 from data_pipelines import testing
 from data_pipelines.decode import VideoDecodeError
+from data_pipelines.pipeline import make_train_dataset
+from data_pipelines.readers import get_reader
+from data_pipelines.records import VideoRecord
+from data_pipelines.transforms import PretrainTransform
+from data_helpers import fast_dataset, fast_list
 from vmae2.tools import make_fast_dataset
+
+SUFFIX = {'video': '.mp4', 'jpeg-arrayrecord': fast_format.ARRAY_RECORD_SUFFIX}
 
 
 @pytest.fixture(scope='module')
@@ -21,6 +27,11 @@ def raw_dir(tmp_path_factory):
     return str(d)
 
 
+@pytest.fixture(scope='module')
+def fast_data(tmp_path_factory):
+    return fast_dataset(str(tmp_path_factory.mktemp('lists')))
+
+
 @pytest.mark.parametrize('fmt', make_fast_dataset.FORMATS)
 def test_round_trip_matches_source(raw_dir, tmp_path, fmt):
     out = str(tmp_path / 'fast')
@@ -28,8 +39,7 @@ def test_round_trip_matches_source(raw_dir, tmp_path, fmt):
     assert [e.get('error') for e in entries] == [None, None]
     for name, first_code, n in (('a', 0, 48), ('b', 20, 40)):
         src = os.path.join(raw_dir, name + '.mp4')
-        suffix = fast_format.ARRAY_RECORD_SUFFIX if fmt == 'jpeg-arrayrecord' else '.mp4'
-        path = os.path.join(out, name + suffix)
+        path = os.path.join(out, name + SUFFIX[fmt])
         assert fast_format.num_frames(path) == n
         idx = np.array([0, 3, 3, 17, 30, n - 1])
         got = fast_format.decode_frames(path, idx)
@@ -71,33 +81,33 @@ def test_errors(tmp_path):
 def test_fast_pretrain_dataset(raw_dir, tmp_path):
     out = str(tmp_path / 'fast')
     make_fast_dataset.convert(raw_dir, out, fmt='jpeg-arrayrecord')
-    ds = pipeline.make_pretrain_dataset(
-        fast_format.fast_records(out),
-        clip_loader=fast_format.load_clip,
-        batch_size=2,
-        num_frames=4,
-        sampling_rate=2,
-        input_size=32,
-        num_sample=2,
-        num_epochs=1,
-    )
-    batch = next(iter(ds))
+    recs = fast_format.fast_records(out)
+    assert [os.path.basename(r.path) for r in recs] == ['a.array_record', 'b.array_record']
+    small = dict(num_frames=4, sampling_rate=2, input_size=32, num_sample=2)
+    transform = PretrainTransform(recs, reader=get_reader('fast'), **small)
+    batch = next(iter(make_train_dataset(recs, transform, batch_size=2, num_epochs=1)))
     assert batch['video'].shape == (4, 4, 32, 32, 3)
     assert batch['video'].dtype == np.uint8
     assert int(batch['skipped']) == 0
+    with pytest.raises(FileNotFoundError, match='no .array_record or .mp4'):
+        fast_format.fast_records(str(tmp_path))  # only the folder 'fast' in it
 
 
-def test_pretraining_reads_the_fast_format_from_config(raw_dir, tmp_path):
-    import tiny_configs
-    from vmae2.trainers import pretrain
+@pytest.mark.parametrize('fmt', make_fast_dataset.FORMATS)
+def test_list_paths_map_to_the_fast_files(fast_data, fmt):
+    recs = fast_list(fast_data, fmt)
+    root = fast_data.fast[fmt]
+    assert [r.path for r in recs] == [
+        os.path.join(root, f'cls{v}', f'v{v}' + SUFFIX[fmt]) for v in range(2)
+    ]
+    assert [r.label for r in recs] == [0, 1] and all(os.path.isfile(r.path) for r in recs)
+    # No manifest in data_root: paths as listed; raw-frame folders are never remapped.
+    kept = [VideoRecord('/x/a.avi', 0), VideoRecord('/x/frames', 1, 12)]
+    assert fast_format.fast_format_records(kept, '/x') == kept
+    assert fast_format.fast_format_records([kept[1]], root) == [kept[1]]
 
-    out = str(tmp_path / 'fast')
-    make_fast_dataset.convert(raw_dir, out, fmt='jpeg-arrayrecord')
-    c = tiny_configs.tiny_pretrain_config(out)
-    c.data.reader, c.mesh = 'fast', {'data': -1}
-    c.optim.total_steps, c.optim.warmup_steps, c.log_every = 2, 1, 1
-    last = pretrain.train(c, str(tmp_path / 'w'))
-    assert last['skipped_videos'] == 0 and last['loss'] > 0
-    c.data.reader = 'pickle'
-    with pytest.raises(ValueError, match="data.reader 'pickle'"):
-        pretrain.train(c, str(tmp_path / 'w2'))
+
+def test_unknown_manifest_format(tmp_path):
+    (tmp_path / 'manifest.json').write_text('{"format": "png"}')
+    with pytest.raises(ValueError, match="unknown fast format 'png'"):
+        fast_format.fast_format_records([VideoRecord('a.avi', 0)], str(tmp_path))

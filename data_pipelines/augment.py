@@ -1,32 +1,21 @@
-"""Spatial augmentation and evaluation views for fine-tuning (numpy/PIL, on the host).
+"""Fine-tuning augmentation: RandAugment, flip, random-erasing boxes, the train view.
 
 Clips are ``np.uint8 [frames, height, width, 3]`` RGB throughout; every random
-parameter is drawn once per clip and applied to all its frames.  Sources:
+parameter is drawn once per clip and applied to all its frames.  Sources
+(official code, spec 5.2):
 
-* RandAugment ``rand-m7-n4-mstd0.5-inc1``: official ``dataset/rand_augment.py``
+* RandAugment ``rand-m7-n4-mstd0.5-inc1``: ``dataset/rand_augment.py``
   (timm-style, video-aware), via ``video_transforms.create_random_augment``
-  (spec 5.2 step 1); implemented here from the op definitions with PIL.
-* RandomResizedCrop + flip: ``video_transforms.random_resized_crop`` /
-  ``_get_param_spatial_crop`` and ``horizontal_flip`` in ``spatial_sampling``
-  (spec 5.2 step 3).
+  (step 1); implemented here from the op definitions with PIL.
+* Horizontal flip: ``horizontal_flip`` in ``spatial_sampling`` (step 3).
 * Random erasing: ``dataset/random_erasing.py`` ``RandomErasing(cube=True)``
-  (spec 5.2 step 4).
-* Test views: ``video_transforms.Resize`` + the crop in
-  ``VideoClsDataset.__getitem__`` (test) and ``CenterCrop`` (validation)
-  (spec 5.4); the feature-extraction squash resize (spec 7).
-
-Where the official code works in float on normalised tensors (crop resize,
-erasing), here:
-
-* resizing interpolates the uint8 frames (:func:`resize_bilinear`, the
-  ``F.interpolate(bilinear, align_corners=False)`` / cv2 ``INTER_LINEAR``
-  formula) and rounds to uint8 -- normalisation is affine per channel, so
-  this differs from the official order only by that rounding (<= 0.5/255);
-* random erasing returns only the box (``erase_box``: ``int32 [4]`` =
-  ``y0, x0, h, w`` in output-crop pixels, ``h == 0`` meaning no erasing):
+  (step 4).  Here only the box is drawn (``erase_box``: ``int32 [4]`` =
+  ``top, left, h, w`` in output-crop pixels, ``h == 0`` meaning no erasing):
   clips cross to the device as uint8 and are normalised there, so the device
   must fill the box with fresh ``N(0, 1)`` noise per frame, pixel and channel
   *after* normalisation (:func:`apply_erasing` is the numpy reference).
+
+The RandomResizedCrop between them is ``crops.random_resized_crop``.
 
 Randomness comes from a ``numpy.random.Generator`` (the official code mixes
 Python ``random`` and ``np.random``): same distributions, different streams.
@@ -41,7 +30,10 @@ from collections.abc import Sequence
 import numpy as np
 from PIL import Image, ImageEnhance, ImageOps
 
+from data_pipelines.crops import check_clip, random_resized_crop
+
 __all__ = [
+    "RAND_AUGMENT_SPEC",
     "RAND_INCREASING_OPS",
     "FILL",
     "AugOp",
@@ -50,21 +42,13 @@ __all__ = [
     "sample_rand_augment",
     "apply_rand_augment",
     "rand_augment",
-    "resize_bilinear",
-    "sample_resized_crop_box",
-    "random_resized_crop",
+    "horizontal_flip",
     "sample_erase_box",
     "apply_erasing",
     "train_view",
-    "short_side_size",
-    "resize_short_side",
-    "center_crop",
-    "eval_crop_starts",
-    "eval_spatial_crop",
-    "val_view",
-    "squash_resize",
 ]
 
+RAND_AUGMENT_SPEC = "rand-m7-n4-mstd0.5-inc1"  # official --aa
 MAX_LEVEL = 10.0
 FILL = (128, 128, 128)
 
@@ -272,13 +256,6 @@ def _apply_op(img: Image.Image, op: AugOp, fill: tuple, resample: int) -> Image.
     raise ValueError(f"unknown RandAugment op {name!r}")
 
 
-def _check_clip(frames: np.ndarray) -> np.ndarray:
-    frames = np.asarray(frames)
-    if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
-        raise ValueError(f"frames must be uint8 [T, H, W, 3], got {frames.dtype} {frames.shape}")
-    return frames
-
-
 def apply_rand_augment(
     frames: np.ndarray,
     ops: Sequence[AugOp],
@@ -299,7 +276,7 @@ def apply_rand_augment(
     Raises:
       ValueError: frames not ``uint8 [T, H, W, 3]``.
     """
-    frames = _check_clip(frames)
+    frames = check_clip(frames)
     if not ops:
         return frames
     out = np.empty_like(frames)
@@ -312,7 +289,7 @@ def apply_rand_augment(
 
 
 def rand_augment(
-    frames: np.ndarray, rng: np.random.Generator, spec: str = "rand-m7-n4-mstd0.5-inc1"
+    frames: np.ndarray, rng: np.random.Generator, spec: str = RAND_AUGMENT_SPEC
 ) -> np.ndarray:
     """Draw (:func:`sample_rand_augment`) and apply RandAugment ``spec`` to a clip.
 
@@ -323,100 +300,15 @@ def rand_augment(
     return apply_rand_augment(frames, ops)
 
 
-def _linear_taps(n_in: int, n_out: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Source taps/weights: ``src = max((dst + 0.5) * n_in / n_out - 0.5, 0)``."""
-    src = np.maximum((np.arange(n_out, dtype=np.float64) + 0.5) * (n_in / n_out) - 0.5, 0.0)
-    i0 = np.minimum(np.floor(src).astype(np.int64), n_in - 1)
-    i1 = np.minimum(i0 + 1, n_in - 1)
-    w1 = (src - i0).astype(np.float32)
-    return i0, i1, w1
-
-
-def resize_bilinear(frames: np.ndarray, out_h: int, out_w: int) -> np.ndarray:
-    """Bilinear resize without antialiasing, half-pixel centres.
-
-    The formula of ``torch.nn.functional.interpolate(mode='bilinear',
-    align_corners=False)`` and cv2 ``INTER_LINEAR`` (the official crop resize,
-    test resize and feature-extraction resize): per axis
-    ``src = max((dst + 0.5) * in / out - 0.5, 0)``, linear between
-    ``floor(src)`` and the next pixel (clamped to the edge).  Rounded to the
-    nearest uint8.
-
-    Args:
-      frames: ``uint8 [T, H, W, C]``.
-      out_h, out_w: output size in pixels (>= 1).
+def horizontal_flip(clip: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Mirror every frame left-right with probability 1/2 (one draw ``rng.random() < 0.5``).
 
     Returns:
-      ``uint8 [T, out_h, out_w, C]``.
+      ``uint8 [T, H, W, 3]``: the clip itself or a flipped copy.
     """
-    frames = np.asarray(frames)
-    t, h, w, c = frames.shape
-    if (h, w) == (out_h, out_w):
-        return frames.copy()
-    y0, y1, wy = _linear_taps(h, out_h)
-    x0, x1, wx = _linear_taps(w, out_w)
-    f = frames.astype(np.float32)
-    rows = f[:, y0] * (1 - wy)[None, :, None, None] + f[:, y1] * wy[None, :, None, None]
-    out = rows[:, :, x0] * (1 - wx)[None, None, :, None] + rows[:, :, x1] * wx[None, None, :, None]
-    return np.clip(np.rint(out), 0, 255).astype(np.uint8)
-
-
-def sample_resized_crop_box(
-    height: int,
-    width: int,
-    rng: np.random.Generator,
-    scale: tuple[float, float] = (0.08, 1.0),
-    ratio: tuple[float, float] = (0.75, 1.3333),
-    tries: int = 10,
-) -> tuple[int, int, int, int]:
-    """RandomResizedCrop box (official ``_get_param_spatial_crop``, ``log_scale=True``).
-
-    Up to ``tries`` times: ``area = U(scale) * H * W``,
-    ``aspect = exp(U(log ratio))``, ``w = round(sqrt(area * aspect))``,
-    ``h = round(sqrt(area / aspect))``; accepted if ``0 < w <= W`` and
-    ``0 < h <= H``, with ``y ~ U{0..H-h}``, ``x ~ U{0..W-w}``.  Fallback
-    (centre): if ``W/H < min(ratio)`` then ``w = W, h = round(w / min(ratio))``;
-    if ``W/H > max(ratio)`` then ``h = H, w = round(h * max(ratio))``; else the
-    whole frame; ``y = (H - h) // 2``, ``x = (W - w) // 2``.  The official
-    ratio is the literal ``(0.75, 1.3333)``.
-
-    Returns:
-      ``(y, x, h, w)`` in pixels.
-    """
-    area = height * width
-    log_ratio = (math.log(ratio[0]), math.log(ratio[1]))
-    for _ in range(tries):
-        target_area = rng.uniform(*scale) * area
-        aspect = math.exp(rng.uniform(*log_ratio))
-        w = int(round(math.sqrt(target_area * aspect)))
-        h = int(round(math.sqrt(target_area / aspect)))
-        if 0 < w <= width and 0 < h <= height:
-            y = int(rng.integers(0, height - h + 1))
-            x = int(rng.integers(0, width - w + 1))
-            return y, x, h, w
-    in_ratio = width / height
-    if in_ratio < min(ratio):
-        w = width
-        h = int(round(w / min(ratio)))
-    elif in_ratio > max(ratio):
-        h = height
-        w = int(round(h * max(ratio)))
-    else:
-        w, h = width, height
-    return (height - h) // 2, (width - w) // 2, h, w
-
-
-def random_resized_crop(
-    frames: np.ndarray, rng: np.random.Generator, size: int = 224, **box_kwargs
-) -> tuple[np.ndarray, tuple[int, int, int, int]]:
-    """One RandomResizedCrop box for all frames, resized to ``size x size`` (bilinear).
-
-    Returns:
-      ``(uint8 [T, size, size, 3], (y, x, h, w))``.
-    """
-    frames = _check_clip(frames)
-    y, x, h, w = sample_resized_crop_box(frames.shape[1], frames.shape[2], rng, **box_kwargs)
-    return resize_bilinear(frames[:, y : y + h, x : x + w], size, size), (y, x, h, w)
+    if rng.random() < 0.5:
+        return np.ascontiguousarray(clip[:, :, ::-1])
+    return clip
 
 
 def sample_erase_box(
@@ -491,16 +383,16 @@ def train_view(
     frames: np.ndarray,
     rng: np.random.Generator,
     size: int = 224,
-    rand_augment_spec: str | None = "rand-m7-n4-mstd0.5-inc1",
+    rand_augment_spec: str | None = RAND_AUGMENT_SPEC,
     flip: bool = True,
     reprob: float = 0.25,
 ) -> tuple[np.ndarray, np.ndarray]:
     """One training augmentation of a clip, in the official order (spec 5.2).
 
     RandAugment on the full-resolution frames (skipped if
-    ``rand_augment_spec`` is None) -> RandomResizedCrop to ``size`` ->
-    horizontal flip with p=0.5 if ``flip`` (off for SSv2) -> erasing box with
-    probability ``reprob`` (0 disables).
+    ``rand_augment_spec`` is None) -> RandomResizedCrop to ``size``
+    (``crops.random_resized_crop``) -> :func:`horizontal_flip` if ``flip`` (off
+    for SSv2) -> erasing box with probability ``reprob`` (0 disables).
 
     Args:
       frames: ``uint8 [T, H, W, 3]``.
@@ -508,111 +400,14 @@ def train_view(
     Returns:
       ``(uint8 [T, size, size, 3], erase_box int32 [4])``.
     """
-    frames = _check_clip(frames)
+    frames = check_clip(frames)
     if rand_augment_spec:
         frames = rand_augment(frames, rng, rand_augment_spec)
     clip, _ = random_resized_crop(frames, rng, size)
-    if flip and rng.random() < 0.5:
-        clip = np.ascontiguousarray(clip[:, :, ::-1])
+    if flip:
+        clip = horizontal_flip(clip, rng)
     if reprob > 0:
         box = sample_erase_box(rng, size, size, probability=reprob)
     else:
         box = np.zeros(4, dtype=np.int32)
     return clip, box
-
-
-def short_side_size(height: int, width: int, size: int = 224) -> tuple[int, int]:
-    """``(new_h, new_w)`` with the short side ``size`` (official ``get_resize_sizes``).
-
-    ``W < H``: ``(int(size * H / W), size)``; else ``(size, int(size * W / H))``.
-    """
-    if width < height:
-        return int(size * height / width), size
-    return size, int(size * width / height)
-
-
-def resize_short_side(frames: np.ndarray, size: int = 224) -> np.ndarray:
-    """Resize so the short side is ``size`` (bilinear, as cv2 ``INTER_LINEAR``).
-
-    Returns:
-      ``uint8 [T, new_h, new_w, 3]`` (:func:`short_side_size`).
-    """
-    frames = _check_clip(frames)
-    new_h, new_w = short_side_size(frames.shape[1], frames.shape[2], size)
-    return resize_bilinear(frames, new_h, new_w)
-
-
-def center_crop(frames: np.ndarray, size: int = 224) -> np.ndarray:
-    """Official ``video_transforms.CenterCrop``: ``x1 = int(round((W - size) / 2))``, same for y.
-
-    Returns:
-      ``uint8 [T, size, size, 3]``.
-
-    Raises:
-      ValueError: a frame smaller than ``size``.
-    """
-    h, w = frames.shape[1:3]
-    if h < size or w < size:
-        raise ValueError(f"frames {h}x{w} are smaller than the crop {size}")
-    y1 = int(round((h - size) / 2.0))
-    x1 = int(round((w - size) / 2.0))
-    return frames[:, y1 : y1 + size, x1 : x1 + size]
-
-
-def eval_crop_starts(long_side: int, size: int = 224, num_crops: int = 3) -> list[int]:
-    """Offsets along the long side of the ``num_crops`` test crops.
-
-    ``start = int(split * (long - size) / (C - 1))`` (official test
-    ``spatial_step``, spec 5.4).  Named deviation for ``C == 1`` (officially a
-    division by zero): the centre, ``int(round((long - size) / 2))``.
-
-    Raises:
-      ValueError: ``num_crops < 1``.
-    """
-    if num_crops < 1:
-        raise ValueError(f"num_crops must be >= 1, got {num_crops}")
-    if num_crops == 1:
-        return [int(round((long_side - size) / 2.0))]
-    step = (long_side - size) / (num_crops - 1)
-    return [int(split * step) for split in range(num_crops)]
-
-
-def eval_spatial_crop(
-    frames: np.ndarray, split: int, num_crops: int = 3, size: int = 224
-) -> np.ndarray:
-    """Crop ``split`` of ``num_crops`` squares along the long side of short-side-resized frames.
-
-    If ``H >= W`` the crop runs along H (rows ``start:start+size``, all
-    columns), else along W -- the official test ``__getitem__``; the frames
-    should already have their short side equal to ``size``.
-
-    Returns:
-      ``uint8 [T, min(H, size), min(W, size), 3]`` (``[T, size, size, 3]`` for
-      short-side-resized input).
-    """
-    h, w = frames.shape[1:3]
-    start = eval_crop_starts(max(h, w), size, num_crops)[split]
-    if h >= w:
-        return frames[:, start : start + size]
-    return frames[:, :, start : start + size]
-
-
-def val_view(frames: np.ndarray, size: int = 224) -> np.ndarray:
-    """Validation view: short side to ``size`` then centre crop (spec 5.4).
-
-    Returns:
-      ``uint8 [T, size, size, 3]``.
-    """
-    return np.ascontiguousarray(center_crop(resize_short_side(frames, size), size))
-
-
-def squash_resize(frames: np.ndarray, size: int = 224) -> np.ndarray:
-    """Feature-extraction resize to ``size x size`` ignoring aspect (spec 7; bilinear).
-
-    No normalisation: officially the features are computed on /255 values
-    without ImageNet mean/std (issue #62); that choice is the consumer's.
-
-    Returns:
-      ``uint8 [T, size, size, 3]``.
-    """
-    return resize_bilinear(_check_clip(frames), size, size)
