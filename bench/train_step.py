@@ -252,7 +252,7 @@ class JaxWorker:
 def _hf_config(spec, *, classification: bool):
     from transformers import VideoMAEConfig
 
-    a = spec.arch
+    a = spec
     return VideoMAEConfig(
         image_size=spec.input_size,
         patch_size=a.patch_size,
@@ -311,7 +311,7 @@ def _norm_pix_targets(pixel_values, spec):
     std = torch.tensor([0.229, 0.224, 0.225])[None, None, :, None, None]
     frames = pixel_values * std + mean
     b, t, c, h, w = frames.shape
-    kt, p = spec.tubelet_size, spec.arch.patch_size
+    kt, p = spec.tubelet_size, spec.patch_size
     frames = frames.view(b, t // kt, kt, c, h // p, p, w // p, p)
     frames = frames.permute(0, 1, 4, 6, 2, 5, 7, 3).contiguous()
     frames = frames.view(b, -1, kt * p * p, c)
@@ -359,7 +359,7 @@ class TorchWorker:
                 dec_keep = torch.from_numpy(_run_cell_keep_np(spec, b, rng))
                 weight = enc_mask[dec_keep].view(b, -1).float()
                 n_dec = int(dec_keep[0].sum())
-                d_dec = spec.arch.decoder_width
+                d_dec = spec.decoder_width
 
                 def loss_fn():
                     with torch.no_grad():

@@ -21,7 +21,6 @@ import time
 import numpy as np
 import pytest
 
-from data_pipelines import testing as data_testing
 from vmae2.runtime import checkpointing
 
 WORKER = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'multihost_worker.py')
@@ -93,16 +92,6 @@ def losses(workdir: str) -> list[float]:
     with open(os.path.join(workdir, 'metrics.jsonl')) as f:
         rows = [json.loads(line) for line in f]
     return [r['loss'] for r in sorted(rows, key=lambda r: r['step'])]
-
-
-@pytest.fixture(scope='module')
-def video_dir(tmp_path_factory):
-    d = tmp_path_factory.mktemp('videos')
-    for i in range(4):
-        data_testing.write_test_video(
-            str(d / f'v{i}.mp4'), num_frames=24, width=40, height=40, first_code=i * 5
-        )
-    return str(d)
 
 
 @pytest.mark.slow  # ~90 s: three fresh interpreters compile and decode

@@ -10,7 +10,6 @@ import numpy as np
 import optax
 import pytest
 
-from data_pipelines import testing as data_testing
 import tiny_configs
 from vmae2.core import build
 from vmae2.core import loop
@@ -23,16 +22,6 @@ from vmae2.runtime import sharding
 from vmae2.trainers import registry
 from vmae2.trainers.pretrain import Pretrain
 from vmae2.weights import surgery
-
-
-@pytest.fixture(scope='module')
-def video_dir(tmp_path_factory):
-    d = tmp_path_factory.mktemp('videos')
-    for i in range(4):
-        data_testing.write_test_video(
-            str(d / f'v{i}.mp4'), num_frames=40, width=48, height=40, first_code=i * 3
-        )
-    return str(d)
 
 
 def tiny_config(video_dir, **overrides):
@@ -165,7 +154,8 @@ def test_init_from_starts_pretraining_from_those_weights(video_dir, tmp_path):
     for x, y in zip(jax.tree.leaves(state.params), jax.tree.leaves(params_of(first))):
         np.testing.assert_array_equal(np.asarray(x), y)
     # The optimiser starts afresh: zero first moments.
-    assert all(not np.any(np.asarray(m)) for m in jax.tree.leaves(state.opt_state[0].mu))
+    mu = optax.tree_utils.tree_get(state.opt_state, 'mu')
+    assert jax.tree.leaves(mu) and all(not np.any(np.asarray(m)) for m in jax.tree.leaves(mu))
 
 
 def test_init_from_in_pretraining_rejects_what_it_cannot_use(video_dir, tmp_path):
@@ -217,3 +207,22 @@ def test_gradient_accumulation_equals_one_big_step():
     assert outs[0][1] == pytest.approx(outs[1][1], rel=1e-5)
     for a, b in zip(jax.tree.leaves(outs[0][0]), jax.tree.leaves(outs[1][0])):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_checkpoints_without_the_state_key_still_restore(video_dir, tmp_path):
+    """Checkpoints written before TrainState carried `rng` ({step, params, opt_state})
+    restore: the key is the one the seed gives, which those runs drew from."""
+    cfg = tiny_config(video_dir, seed=4)
+    exp = build.build(cfg, Pretrain(cfg))
+    state = exp.factory.create()
+    old = {k: v for k, v in state.as_dict().items() if k != 'rng'}
+    ckpt = checkpointing.Checkpointer(str(tmp_path), async_save=False)
+    try:
+        ckpt.save(3, old)
+        assert ckpt.state_keys(3) == {'step', 'params', 'opt_state'}
+        restored = loop.restore(exp, ckpt, 3)
+    finally:
+        ckpt.close()
+    np.testing.assert_array_equal(np.asarray(restored.rng), np.asarray(jax.random.key_data(jax.random.key(4))))
+    for x, y in zip(jax.tree.leaves(restored.params), jax.tree.leaves(state.params)):
+        np.testing.assert_array_equal(np.asarray(x), np.asarray(y))

@@ -153,3 +153,37 @@ def ssv2(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     c.data.flip = False
     c.data.test_num_segment = 2
     return c
+
+
+def from_scripts(arg, num_classes: int, scripts: dict, it_script: Script | None = None):
+    """The config of a dataset with a script per size: `arg` is 'vit_b', or 'vit_g,it=1'
+    for the intermediate-tuned run from a K710 fine-tune (`it_script`; other sizes
+    keep it and the layer decay of their own script)."""
+    variant, opts = parse_arg(arg)
+    c = finetune_config(variant)
+    c.num_classes = num_classes
+    if opts.get('it') == '1' and it_script is not None:
+        c = apply_script(c, it_script)
+        c.optim.layer_decay = scripts[variant].layer_decay
+        return c
+    return apply_script(c, scripts[variant])
+
+
+# Layer decay of each size's K710 script, for the small datasets whose only script
+# is the g one (spec 5.5).
+K710_LAYER_DECAY = {'vit_s': 0.75, 'vit_b': 0.75, 'vit_l': 0.75, 'vit_h': 0.8, 'vit_g': 0.9}
+
+
+def from_g_script(arg, num_classes: int, g_script: Script):
+    """A small dataset fine-tuned from K710 (UCF101, HMDB51): `arg` 'vit_g,split=1'.
+
+    Sizes other than g take the g script with their K710 layer decay; H and g keep
+    its activation checkpointing.
+    """
+    variant, opts = parse_arg(arg)
+    c = apply_script(finetune_config(variant), g_script)
+    c.num_classes = num_classes
+    c.optim.layer_decay = K710_LAYER_DECAY[variant]
+    c.model.remat_policy = 'full' if variant in ('vit_h', 'vit_g') else 'none'
+    c.data.split = int(opts.get('split', 1))
+    return c

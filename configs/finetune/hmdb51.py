@@ -8,15 +8,7 @@ from configs.finetune import common
 G = common.Script(
     'vit_g_k710_it_hmdb51_ft.sh', 8, 3, 5e-4, 15, 0.9, 0.35, 0.5, sampling_rate=2, remat=True
 )
-LAYER_DECAY = {'vit_s': 0.75, 'vit_b': 0.75, 'vit_l': 0.75, 'vit_h': 0.8, 'vit_g': 0.9}
 
 
 def get_config(arg=None):
-    variant, opts = common.parse_arg(arg)
-    c = common.finetune_config(variant)
-    c.num_classes = 51
-    c = common.apply_script(c, G)
-    c.optim.layer_decay = LAYER_DECAY[variant]
-    c.model.remat_policy = 'full' if variant in ('vit_h', 'vit_g') else 'none'
-    c.data.split = int(opts.get('split', 1))
-    return c
+    return common.from_g_script(arg, 51, G)

@@ -17,11 +17,4 @@ IT_SCRIPT = common.Script(
 
 
 def get_config(arg=None):
-    variant, opts = common.parse_arg(arg)
-    c = common.finetune_config(variant)
-    c.num_classes = 600
-    if opts.get('it') == '1':
-        c = common.apply_script(c, IT_SCRIPT)
-        c.optim.layer_decay = SCRIPTS[variant].layer_decay
-        return c
-    return common.apply_script(c, SCRIPTS[variant])
+    return common.from_scripts(arg, 600, SCRIPTS, IT_SCRIPT)

@@ -25,7 +25,4 @@ SCRIPTS = {
 
 
 def get_config(arg=None):
-    variant, _ = common.parse_arg(arg)
-    c = common.finetune_config(variant)
-    c.num_classes = 710  # spec 8.2
-    return common.apply_script(c, SCRIPTS[variant])
+    return common.from_scripts(arg, 710, SCRIPTS)  # 710 classes: spec 8.2

@@ -16,8 +16,4 @@ SCRIPTS = {
 
 
 def get_config(arg=None):
-    variant, _ = common.parse_arg(arg)
-    c = common.finetune_config(variant)
-    c.num_classes = 174
-    c = common.apply_script(c, SCRIPTS[variant])
-    return common.ssv2(c)
+    return common.ssv2(common.from_scripts(arg, 174, SCRIPTS))

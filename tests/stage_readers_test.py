@@ -1,13 +1,10 @@
-"""config.data.reader in the vmae2 trainers (pre-training, fine-tuning, evaluation).
+"""config.data.reader in the vmae2 stages (pre-training, fine-tuning, evaluation).
 
-These drive vmae2's trainers end to end on the fast data format.  They pass once
-the trainers call the data_pipelines API of branch data-restructure (readers,
-transforms, pipeline); the data side of the same checks is in
-tests/data_readers_test.py and tests/data_fast_format_test.py.
+These drive the stages on the fast data format; the data side of the same checks
+is in tests/data_readers_test.py and tests/data_fast_format_test.py.
 """
 
 import os
-import types
 
 import pytest
 
@@ -23,7 +20,7 @@ def dataset(tmp_path_factory):
 
 def test_pretraining_reads_the_fast_format_from_config(tmp_path):
     import tiny_configs
-    from vmae2.trainers import pretrain
+    from vmae2.trainers import registry
 
     raw = tmp_path / 'raw'
     raw.mkdir()
@@ -34,37 +31,41 @@ def test_pretraining_reads_the_fast_format_from_config(tmp_path):
     c = tiny_configs.tiny_pretrain_config(out)
     c.data.reader, c.mesh = 'fast', {'data': -1}
     c.optim.total_steps, c.optim.warmup_steps, c.log_every = 2, 1, 1
-    last = pretrain.train(c, str(tmp_path / 'w'))
+    last = registry.run(c, str(tmp_path / 'w'))
     assert last['skipped_videos'] == 0 and last['loss'] > 0
     c.data.reader = 'pickle'
     with pytest.raises(ValueError, match="data.reader 'pickle'"):
-        pretrain.train(c, str(tmp_path / 'w2'))
+        registry.run(c, str(tmp_path / 'w2'))
 
 
 def test_reader_from_config(dataset):
     from configs.finetune import common as ft_common
-    from vmae2 import evaluation
-    from vmae2.trainers import finetune
+    from data_pipelines import transforms
+    from vmae2.core import data
+    from vmae2.trainers.finetune import Finetune
 
     c = ft_common.finetune_config('vit_s')
     assert c.data.reader == 'video'
     c.data.data_path, c.data.data_root = dataset.lists, dataset.fast['video']
     c.data.reader = 'fast'
     c.batch_size = c.eval_batch_size = 2
-    data = finetune.load_data(c)
-    assert [r.path for r in data.val] == [
+    c.model.update(num_frames=4, input_size=32)
+    labelled = data.labelled_data(c)
+    assert [r.path for r in labelled.val] == [
         os.path.join(dataset.fast['video'], f'cls{v}', f'v{v}.mp4') for v in range(2)
     ]
-    assert data.num_classes == 2
-    spec = types.SimpleNamespace(num_frames=4, input_size=32)
+    assert labelled.num_classes == 2
     c.data.update(num_sample=1, rand_augment=False, reprob=0.0)
-    batch = next(iter(finetune.make_train_dataset(c, data.train, spec, seed=0)))
+    stage = Finetune(c)
+    train = data.train_dataset(c, labelled.train, stage.train_transform(labelled.train))
+    batch = next(iter(train))
     assert batch['video'].shape == (2, 4, 32, 32, 3) and int(batch['skipped']) == 0
-    (val,) = list(evaluation.make_dataset(c, data.val, spec, 'val'))
+    view = transforms.EvalTransform(
+        num_frames=4, input_size=32, mode='val', reader=data.reader(c)
+    )
+    (val,) = list(data.eval_dataset(c, labelled.val, view, 2))
     assert val['valid'].tolist() == [True, True]
 
     c.data.reader = 'pickle'
     with pytest.raises(ValueError, match="data.reader 'pickle'"):
-        finetune.load_data(c)
-    with pytest.raises(ValueError, match="data.reader 'pickle'"):
-        evaluation.make_dataset(c, data.val, spec, 'val')
+        data.labelled_data(c)
