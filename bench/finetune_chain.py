@@ -65,16 +65,8 @@ def make_dataset(root: str, per_class_train: int, per_class_val: int, seed: int 
     return root
 
 
-MODEL = dict(
-    width=64,
-    depth=4,
-    num_heads=4,
-    mlp_dim=256,
-    patch_size=8,
-    decoder_width=32,
-    decoder_num_heads=2,
-    decoder_mlp_dim=128,
-)
+MODEL = dict(width=64, depth=4, num_heads=4, mlp_dim=256, patch_size=8)
+MODEL.update(decoder_width=32, decoder_num_heads=2, decoder_mlp_dim=128)
 
 
 def shrink(c):

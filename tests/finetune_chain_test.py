@@ -70,12 +70,8 @@ def finetune_cfg(data_dir, variant='vit_s', trainer='finetune', seed=0, **model_
     c.data.read_threads = 1
     c.batch_size = 4  # 8 clips: one per fake device
     c.eval_batch_size = 8
-    c.optim.total_steps = 4
-    c.optim.warmup_steps = 1
-    c.optim.base_lr = 0.05
-    c.log_every = 2
-    c.checkpoint_every = 2
-    c.eval_every = 2
+    c.optim.update(total_steps=4, warmup_steps=1, base_lr=0.05)
+    c.log_every = c.checkpoint_every = c.eval_every = 2
     return c
 
 

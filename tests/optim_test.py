@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 
 import jax
-import ml_collections
 from flax import nnx
 
 from configs.finetune import common as ft_common

@@ -56,27 +56,15 @@ SPEC = ModelConfig.create(
 
 def _hf_config(**kw):
     return transformers.VideoMAEConfig(
-        image_size=IMAGE,
-        patch_size=PATCH,
-        num_channels=3,
-        num_frames=FRAMES,
-        tubelet_size=TUBELET,
-        hidden_size=HIDDEN,
-        num_hidden_layers=DEPTH,
-        num_attention_heads=HEADS,
-        intermediate_size=MLP,
+        image_size=IMAGE, patch_size=PATCH, num_channels=3, num_frames=FRAMES,
+        tubelet_size=TUBELET, hidden_size=HIDDEN, num_hidden_layers=DEPTH,
+        num_attention_heads=HEADS, intermediate_size=MLP,
         hidden_act='gelu',  # exact erf GELU, as the official nn.GELU
-        hidden_dropout_prob=0.0,
-        attention_probs_dropout_prob=0.0,
+        hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0,
         layer_norm_eps=1e-6,  # official eps everywhere (HF default 1e-12)
-        qv_bias=True,
-        decoder_num_attention_heads=DEC_HEADS,
-        decoder_hidden_size=DEC_HIDDEN,
-        decoder_num_hidden_layers=DEC_DEPTH,
-        decoder_intermediate_size=DEC_MLP,
-        norm_pix_loss=True,
-        attn_implementation='eager',
-        **kw,
+        qv_bias=True, decoder_num_attention_heads=DEC_HEADS, decoder_hidden_size=DEC_HIDDEN,
+        decoder_num_hidden_layers=DEC_DEPTH, decoder_intermediate_size=DEC_MLP,
+        norm_pix_loss=True, attn_implementation='eager', **kw,
     )
 
 

@@ -17,6 +17,7 @@ from flax import nnx
 
 from vmae2.core import build
 from vmae2.core import loop
+from vmae2.errors import ConfigError
 from vmae2.models.config import ModelConfig
 from vmae2.weights import surgery
 
@@ -28,11 +29,15 @@ class Stage(abc.ABC):
       cfg: the run config (ml_collections).
       model_cfg: its ModelConfig.
       trains: False for stages that only evaluate or extract (no optimiser, no loop).
+      needs_init_from: the stage reads weights (cfg.init_from must be set).
     """
 
     trains: bool = True
+    needs_init_from: bool = False
 
     def __init__(self, cfg):
+        if self.needs_init_from and not cfg.get('init_from'):
+            raise ConfigError(f'trainer {cfg.trainer} needs --config.init_from=CHECKPOINT')
         self.cfg = cfg
         self.model_cfg = ModelConfig.from_config(cfg)
 

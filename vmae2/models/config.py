@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Any, Mapping
+from typing import Any
 
 import jax.numpy as jnp
 
@@ -217,7 +217,3 @@ def _validate(c: ModelConfig) -> None:
         if width % heads:
             raise ConfigError(f'{where}width {width} is not divisible by {where}num_heads {heads}')
 
-
-def config_fields(c: ModelConfig) -> Mapping[str, Any]:
-    """The dataclass fields as a plain dict (for records and JSON)."""
-    return dataclasses.asdict(c)

@@ -15,10 +15,8 @@ from vmae2.core import data
 from vmae2.core import evaluation
 from vmae2.core import loop
 from vmae2.core.stage import Stage
-from vmae2.errors import ConfigError
 from vmae2.models.classifier import Classifier
 from vmae2.runtime import metrics as metrics_lib
-from vmae2.weights import files
 from vmae2.weights import surgery
 
 
@@ -26,15 +24,11 @@ class Evaluate(Stage):
     """Evaluates cfg.init_from on `{data.data_path}/val.csv` (no training)."""
 
     trains = False
+    needs_init_from = True
 
     def __init__(self, cfg):
-        if not cfg.init_from:
-            raise ConfigError('trainer evaluate needs --config.init_from=CHECKPOINT')
         super().__init__(cfg)
-        if cfg.head_label_map:
-            classes = len(surgery.load_label_map(cfg.head_label_map))
-        else:
-            classes = files.read_source(cfg.init_from)[1].get('num_classes')
+        classes = surgery.source_num_classes(cfg.init_from, cfg.head_label_map)
         self.labelled = data.labelled_data(cfg, need_train=False, checkpoint_classes=classes)
 
     def build_model(self, rngs):

@@ -33,11 +33,9 @@ from data_pipelines.decode import VideoDecodeError
 from vmae2.core import loop
 from vmae2.core.stage import Stage
 from vmae2.core.state import param_tree
-from vmae2.errors import ConfigError
 from vmae2.errors import DataError
 from vmae2.models.classifier import Classifier
 from vmae2.ops import targets
-from vmae2.weights import files
 from vmae2.weights import surgery
 
 log = logging.getLogger('vmae2')
@@ -58,14 +56,12 @@ class ExtractFeatures(Stage):
     """Clip features of every video of data.video_dir (module docstring)."""
 
     trains = False
+    needs_init_from = True
 
     def __init__(self, cfg):
-        if not cfg.init_from:
-            raise ConfigError('extract_features needs --config.init_from=CHECKPOINT')
         super().__init__(cfg)
-        self.num_classes = cfg.num_classes or files.read_source(cfg.init_from)[1].get(
-            'num_classes'
-        ) or 1
+        # The head is unused here; any class count that fits the checkpoint will do.
+        self.num_classes = cfg.num_classes or surgery.source_num_classes(cfg.init_from) or 1
 
     def build_model(self, rngs):
         return Classifier(self.model_cfg, self.num_classes, rngs=rngs)

@@ -160,15 +160,6 @@ def _backward(x: np.ndarray, transform: str) -> np.ndarray:
     return np.ascontiguousarray(x)
 
 
-def _official_shape(shape: tuple[int, ...], transform: str) -> tuple[int, ...]:
-    """vmae2 parameter shape -> the torch shape of its official tensor."""
-    if transform == 'T':
-        return tuple(reversed(shape))
-    if transform == 'conv':
-        return tuple(shape[i] for i in (4, 3, 0, 1, 2))
-    return tuple(shape)
-
-
 def flatten(tree: Mapping[Any, Any], prefix: tuple[Any, ...] = ()) -> dict[tuple[Any, ...], Any]:
     """Nested dict -> {path tuple: leaf}; digit-string keys (as Orbax stores block
     indices) become ints."""

@@ -25,7 +25,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-from typing import Any, Mapping, Sequence
+from typing import Mapping, Sequence
 
 import numpy as np
 
@@ -277,3 +277,11 @@ def init_params(
     report.notes += meta['notes']
     log.info('%s %s:\n%s', what, path, report.summary())
     return params
+
+
+def source_num_classes(path: str, label_map_path: str = '') -> int | None:
+    """The class count a classifier started from `path` gets: the label map's length,
+    else the checkpoint head's; None for a checkpoint without a head."""
+    if label_map_path:
+        return len(load_label_map(label_map_path))
+    return files.read_source(path)[1].get('num_classes')
