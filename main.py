@@ -23,6 +23,11 @@ from ml_collections import config_flags
 config_flags.DEFINE_config_file('config', None, 'Config file (path[:arg]).', lock_config=True)
 flags.DEFINE_string('workdir', None, 'Run directory: checkpoints, metrics, pictures.')
 flags.DEFINE_bool('debug', False, 'Show the traceback of a user mistake too.')
+flags.DEFINE_bool(
+    'allow_config_change',
+    False,
+    'Resume even though the config changes the run (model, data, batch, schedule, ...).',
+)
 flags.mark_flags_as_required(['config', 'workdir'])
 
 
@@ -39,14 +44,16 @@ def main(argv):
     from vmae2.trainers import registry  # pylint: disable=g-import-not-at-top
 
     def run():
-        cfg = flags.FLAGS.config
+        cfg = cli.loaded_config(flags.FLAGS.config)
         # Before anything touches devices: joins a multi-host run (docs/scaling.md).
         distributed.initialize(cfg)
         host_env.hint_cpu_malloc()
-        registry.run(cfg, flags.FLAGS.workdir)
+        registry.run(cfg, flags.FLAGS.workdir, flags.FLAGS.allow_config_change)
 
     cli.run_cli(run, debug=flags.FLAGS.debug)
 
 
 if __name__ == '__main__':
-    sys.exit(app.run(main))
+    from vmae2.tools import cli as _cli  # pylint: disable=g-import-not-at-top
+
+    sys.exit(app.run(main, flags_parser=_cli.parse_flags))

@@ -29,6 +29,23 @@ def distributed_config() -> ml_collections.ConfigDict:
     )
 
 
+def probe_config() -> ml_collections.ConfigDict:
+    """The kNN probe of frozen features (vmae2/core/probe.py); off until both lists are set."""
+    return ml_collections.ConfigDict(
+        dict(
+            train_list='',  # fine-tuning list format: `path label` per line
+            val_list='',
+            data_root='',  # joined in front of the lists' paths
+            every=0,  # steps between probes during pre-training (0: only at the end)
+            k=20,  # neighbours that vote (DINO eval_knn default)
+            temperature=0.07,  # vote weight exp(cosine / T) (DINO default)
+            batch_size=32,  # clips per feature step over all processes
+            sampling_rate=4,  # the validation view's dense sampler, as fine-tuning
+            sampler='dense',  # dense | tsn
+        )
+    )
+
+
 def model_config(variant: str) -> ml_collections.ConfigDict:
     return ml_collections.ConfigDict(
         dict(
@@ -104,7 +121,8 @@ def pretrain_config(variant: str) -> ml_collections.ConfigDict:
     c.checkpoint_every = 1000  # steps; also saved at the end
     c.keep_checkpoints = 3
     c.vis_every = 0  # steps between reconstruction PNGs (0: only at the end)
-    c.init_from = ''
+    c.init_from = ''  # continue from pre-trained weights: a vmae2 workdir or an official file
+    c.probe = probe_config()
     return c
 
 

@@ -120,7 +120,7 @@ def test_pretrain_finetune_evaluate_distill_extract(data_dir, tmp_path, capsys):
     exp = build.build(fresh_ft, registry.stage_for(fresh_ft))
     ckpt = checkpointing.Checkpointer(str(tmp_path / 'fresh'))
     try:
-        first = loop.initial_state(exp, ckpt).params
+        first = loop.initial_state(exp, ckpt)[0].params
     finally:
         ckpt.close()
     for part in ('patch_embed', 'blocks'):

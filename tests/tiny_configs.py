@@ -1,6 +1,6 @@
 """Tiny models and run configs the tests share."""
 
-from configs import common as config_common
+from configs import smoke
 from vmae2.models.config import ModelConfig
 
 # A 2-block, 32-wide ViT with a 16-wide decoder (patch 16) for model-level tests.
@@ -16,18 +16,10 @@ def tiny_model(**fields) -> ModelConfig:
 
 
 def tiny_pretrain_config(video_dir: str):
-    """A 1-block, 32-wide VideoMAE V2 on 4 frames of 32x32 (a 2x4x4 token grid).
+    """configs/smoke.py (a 1-block, 32-wide model on 4 frames of 32x32) on `video_dir`.
 
     Callers set the mesh, the schedule and the logging cadence they need.
     """
-    c = config_common.pretrain_config('vit_s')
-    c.model.num_frames = 4
-    c.model.input_size = 32
-    c.model.decoder_depth = 1
-    c.model.overrides = dict(TINY_SIZES, depth=1, patch_size=8)
-    c.masking.mask_ratio = 0.75
+    c = smoke.get_config()
     c.data.video_dir = video_dir
-    c.data.sampling_rate = 2
-    c.data.num_sample = 2
-    c.batch_size = 4  # videos per step -> 8 clips
     return c

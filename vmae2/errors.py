@@ -22,3 +22,7 @@ class DataError(UserError, ValueError):
 
 class CheckpointError(UserError, ValueError):
     """A checkpoint or weight file that does not fit the model or cannot be read."""
+
+
+class ResourceError(UserError, OSError):
+    """The machine refused: a full disk, a read-only directory."""

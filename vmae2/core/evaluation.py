@@ -93,8 +93,11 @@ def run_views(predict_fn, params, dataset, mesh, num_videos: int, num_classes: i
     """Runs every batch of an eval dataset (make_eval_dataset element layout) and
     fuses the views; results are gathered across processes.
 
-    Every process must call this with its shard of the same evaluation (the
-    datasets yield the same number of batches on every process).
+    `predict_fn(params, video) -> float [rows, num_classes]` is averaged over each
+    video's valid rows: softmax probabilities for classification, or features
+    (num_classes = their width) for the kNN probe. Every process must call this
+    with its shard of the same evaluation (the datasets yield the same number of
+    batches on every process).
     """
     sums: dict[int, np.ndarray] = {}
     counts: dict[int, int] = {}

@@ -1,9 +1,13 @@
 """The training loop every stage shares: start or resume, steps, logs, evaluators,
 checkpoints.
 
-Resuming is automatic: the latest checkpoint in the workdir restores the state
-and the data iterator position, so the run continues exactly where it stopped.
-A fresh run with `init_from` starts from those weights (stage surgery).
+Resuming is automatic: the newest intact checkpoint in the workdir restores the
+state, the data iterator position and the counters, so the run continues exactly
+where it stopped (a damaged newest checkpoint is set aside with a warning and the
+one before is used). A resumed run must have the config it was started with
+(core.run_config). A fresh run with `init_from` starts from those weights (stage
+surgery). A checkpoint that cannot be written (a full disk) stops the run with one
+message; the previous checkpoint stays.
 """
 
 from __future__ import annotations
@@ -16,7 +20,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from vmae2.core import run_config
 from vmae2.core.state import TrainState, count_params, seed_key_data
+from vmae2.errors import CheckpointError
+from vmae2.errors import ResourceError
 from vmae2.runtime import checkpointing
 from vmae2.runtime import metrics as metrics_lib
 from vmae2.runtime import sharding
@@ -53,41 +60,63 @@ class _FiniteGuard:
         self.pending.clear()
 
 
-def save_config(workdir: str, cfg) -> None:
-    """Freezes the run's config as {workdir}/config.json (process 0)."""
-    if jax.process_index() == 0:
-        os.makedirs(workdir, exist_ok=True)
-        with open(os.path.join(workdir, 'config.json'), 'w') as f:
-            f.write(cfg.to_json_best_effort(indent=2))
-
-
-def restore(exp, ckpt: checkpointing.Checkpointer, step: int, iterator=None) -> TrainState:
-    """The state saved at `step` (and the iterator position into `iterator`)."""
+def restore(exp, ckpt: checkpointing.Checkpointer, step: int, iterator=None):
+    """(state, counters) saved at `step`; the iterator position goes into `iterator`."""
     target = exp.factory.abstract.as_dict()
-    saved = ckpt.state_keys(step)
-    if 'rng' not in saved:  # written before the state carried its key
+    if 'rng' not in ckpt.state_keys(step):  # written before the state carried its key
         target.pop('rng')
     tree, data_state = ckpt.restore(step, target)
-    if iterator is not None and data_state is not None:
-        iterator.set_state(checkpointing.decode_iterator_state(data_state))
+    counters = {}
+    if data_state is not None:
+        saved = checkpointing.decode_iterator_state(data_state)
+        if isinstance(saved, dict) and saved.keys() == {'iterator', 'counters'}:
+            saved, counters = saved['iterator'], saved['counters']
+        if iterator is not None:
+            iterator.set_state(saved)
     rng = tree.get('rng')
     if rng is None:
         rng = jax.device_put(seed_key_data(exp.cfg.seed), exp.factory.shardings.rng)
-    return TrainState(step=tree['step'], params=tree['params'], opt_state=tree['opt_state'], rng=rng)
+    state = TrainState(step=tree['step'], params=tree['params'], opt_state=tree['opt_state'], rng=rng)
+    return state, counters
 
 
-def initial_state(exp, ckpt: checkpointing.Checkpointer, iterator=None) -> TrainState:
-    """The latest checkpoint's state, else init_from's weights, else a fresh state."""
-    latest = ckpt.latest_step()
-    if latest is not None:
-        state = restore(exp, ckpt, latest, iterator)
-        log.info('resumed from %s at step %d', ckpt.directory, latest)
-        return state
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip().splitlines()
+    return f'{type(e).__name__}: {text[0] if text else ""}'[:300]
+
+
+def initial_state(exp, ckpt: checkpointing.Checkpointer, iterator=None):
+    """(state, counters): the newest intact checkpoint's, else init_from's weights,
+    else a fresh state.
+
+    A step without its commit marker, or one that fails to restore (missing or cut
+    files, a damaged iterator file), is set aside and the one before is tried.
+
+    Raises:
+      CheckpointError: checkpoints exist but none restores.
+    """
+    damaged = []
+    for step in reversed(ckpt.step_dirs()):
+        if step not in ckpt.intact_steps():
+            damaged.append(ckpt.set_aside(step, 'no commit marker: the save never finished'))
+            continue
+        try:
+            state, counters = restore(exp, ckpt, step, iterator)
+        except Exception as e:  # noqa: BLE001 - any damage: fall back to an older step
+            damaged.append(ckpt.set_aside(step, _first_line(e)))
+            continue
+        log.info('resumed from %s at step %d', ckpt.directory, step)
+        return state, counters
+    if damaged:
+        raise CheckpointError(
+            f'no checkpoint in {ckpt.directory} could be restored (set aside: {", ".join(damaged)});'
+            ' use another --workdir to start afresh'
+        )
     state = exp.factory.create()
     if exp.cfg.get('init_from'):
         params = exp.stage.init_from(sharding.to_host(state.params))
         state = exp.factory.from_params(params)
-    return state
+    return state, {}
 
 
 def _write(writer, step: int, results: dict) -> None:
@@ -100,34 +129,60 @@ def _write(writer, step: int, results: dict) -> None:
             writer.write_image(step, name, image)
 
 
-def train(exp, workdir: str) -> dict:
-    """Trains from the latest checkpoint (or the start) to the schedule's last step.
+def train(exp, workdir: str, allow_config_change: bool = False) -> dict:
+    """Trains from the newest checkpoint (or the start) to the schedule's last step.
 
     Every `cfg.log_every` steps: a metrics.jsonl/TensorBoard row with the window's
     mean loss, the step's other scalars, clips/s and the count of skipped
     videos. Evaluators run every `every` steps and after the last step. Every
-    `cfg.checkpoint_every` steps and at the end: an atomic checkpoint of state +
-    iterator, written only after every loss since the last check was found finite.
+    `cfg.checkpoint_every` steps and at the end: an atomic checkpoint of state,
+    iterator and counters, written only after every loss since the last check was
+    found finite.
 
     Returns:
       The last logged scalars and the last evaluator results.
 
     Raises:
       FloatingPointError: a non-finite loss (the last good checkpoint is kept).
+      ConfigError: a resumed run whose config changes the run (run_config).
+      ResourceError: a checkpoint could not be written (the previous one stays).
     """
     cfg = exp.cfg
     workdir = os.path.abspath(workdir)
-    save_config(workdir, cfg)
+    ckpt = checkpointing.Checkpointer(workdir, keep=cfg.keep_checkpoints)
+    try:
+        run_config.record(workdir, cfg, ckpt.latest_step(), allow_config_change)
+        return _train(exp, workdir, ckpt)
+    except checkpointing.SaveError as e:
+        raise _save_failed(e, ckpt) from None
+    finally:
+        try:
+            ckpt.close()
+        except checkpointing.SaveError as e:
+            raise _save_failed(e, ckpt) from None
+
+
+def _save_failed(e: checkpointing.SaveError, ckpt) -> ResourceError:
+    intact = [s for s in ckpt.intact_steps() if s != e.step]
+    last = f'step {intact[-1]}' if intact else 'none'
+    fix = 'Free disk space' if e.no_space else 'Make the workdir writable'
+    return ResourceError(
+        f'{e}. Training stopped; the last intact checkpoint is {last}. {fix} and run the same '
+        'command again: it resumes from there.'
+    )
+
+
+def _train(exp, workdir: str, ckpt: checkpointing.Checkpointer) -> dict:
+    cfg = exp.cfg
     total = exp.schedule.total_steps
     iterator = iter(exp.dataset)
-    ckpt = checkpointing.Checkpointer(workdir, keep=cfg.keep_checkpoints)
-    writer = metrics_lib.MetricWriter(workdir)
+    state, counters = initial_state(exp, ckpt, iterator)
+    start = int(jax.device_get(state.step))
+    writer = metrics_lib.MetricWriter(workdir, resume_step=start if start else None)
     evaluators = exp.stage.evaluators(exp, workdir)
     batch_keys = tuple(exp.stage.batch_spec(1))
-    progress = None
+    progress = metrics_lib.Progress(start, total)
     try:
-        state = initial_state(exp, ckpt, iterator)
-        start = int(jax.device_get(state.step))
         log.info(
             '%s: %.2fM parameters, %d videos, %d steps, peak lr %.3g',
             exp.stage.describe(exp),
@@ -136,12 +191,14 @@ def train(exp, workdir: str) -> dict:
             total,
             exp.schedule.peak_lr,
         )
-        progress = metrics_lib.Progress(start, total)
-        guard, last, skipped = _FiniteGuard(), {}, 0
+        guard, last, baseline, warned = _FiniteGuard(), {}, None, False
+        skipped = int(counters.get('skipped_videos', 0))
         last_saved = ckpt.latest_step()
         window, t0 = [], time.time()
         for step in range(start, total):
             local = next(iterator)
+            if step == start:
+                baseline = _log_baseline(exp.stage.loss_baseline(local), writer, step, start == 0)
             skipped += int(local.get('skipped', 0))
             batch = sharding.global_batch({k: local[k] for k in batch_keys}, exp.mesh)
             state, m = exp.step_fn(state, batch, exp.frozen)
@@ -149,20 +206,23 @@ def train(exp, workdir: str) -> dict:
             window.append(m)
             done = step + 1
             progress.update(done)
+            if last_saved is not None:
+                ckpt.check_for_errors(last_saved)
             if done % cfg.log_every == 0 or done == total:
                 guard.check(workdir, last_saved)
                 last = _summarise(window, exp.clips_per_step, time.time() - t0, skipped)
                 writer.write_scalars(done, last)
-                progress.update(done, {k: last[k] for k in ('loss', 'lr', 'clips_per_sec')})
-                progress.log(done, last)
+                shown = {k: last[k] for k in ('loss', 'lr', 'clips_per_sec')}
+                if baseline:
+                    shown['loss/baseline'] = last['loss'] / baseline
+                    warned = warned or _warn_if_flat(last['loss'], baseline, done, total)
+                progress.update(done, shown)
+                progress.log(done, {**last, **shown})
                 window, t0 = [], time.time()
             if done % cfg.checkpoint_every == 0 or done == total:
                 guard.check(workdir, last_saved)
-                ckpt.save(
-                    done,
-                    state.as_dict(),
-                    checkpointing.encode_iterator_state(iterator.get_state()),
-                )
+                data_state = {'iterator': iterator.get_state(), 'counters': {'skipped_videos': skipped}}
+                ckpt.save(done, state.as_dict(), checkpointing.encode_iterator_state(data_state))
                 last_saved = done
             for ev in evaluators:
                 if ev.every and done % ev.every == 0 and done != total:
@@ -174,10 +234,29 @@ def train(exp, workdir: str) -> dict:
                 last.update({k: float(v) for k, v in results.items() if np.ndim(v) == 0})
         return last
     finally:
-        ckpt.close()
-        if progress is not None:
-            progress.close()
+        progress.close()
         writer.close()
+
+
+def _log_baseline(baseline: float | None, writer, step: int, fresh: bool) -> float | None:
+    """Logs the stage's loss baseline (once per run: at its fresh start)."""
+    if baseline is not None and fresh:
+        writer.write_scalars(step, {'loss_baseline': baseline})
+        log.info('loss_baseline %.4g: the loss of predicting zeros; a learning run goes below it', baseline)
+    return baseline
+
+
+def _warn_if_flat(loss: float, baseline: float, step: int, total: int) -> bool:
+    """Warns (and returns True) when, past a quarter of the run, the loss is within
+    1 % of the baseline."""
+    flat = step >= total / 4 and loss > 0.99 * baseline
+    if flat:
+        log.warning(
+            'step %d of %d: loss %.4g is still within 1 %% of loss_baseline %.4g (predicting '
+            'zeros): the model is not learning yet. Check skipped_videos, the learning rate and '
+            'the reconstruction picture.', step, total, loss, baseline,
+        )
+    return flat
 
 
 def _summarise(window: list[dict], clips_per_step: int, seconds: float, skipped: int) -> dict:

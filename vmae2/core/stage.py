@@ -91,6 +91,15 @@ class Stage(abc.ABC):
         return self.frozen(mesh)
 
     # ---- reporting
+    def loss_baseline(self, batch: dict) -> float | None:
+        """The loss of a model that predicts nothing useful, for reading the loss (or None).
+
+        `batch` is the first training batch (host arrays), for baselines that depend
+        on the data.
+        """
+        del batch
+        return None
+
     def evaluators(self, exp, workdir: str) -> list:
         """Evaluators (vmae2.core.evaluation) the loop runs; see Evaluator."""
         del exp, workdir
@@ -101,6 +110,9 @@ class Stage(abc.ABC):
         del exp
         return self.model_cfg.describe()
 
-    def run(self, workdir: str) -> dict:
-        """Runs (or resumes) the stage in `workdir`; returns its last metrics."""
-        return loop.train(build.build(self.cfg, self), workdir)
+    def run(self, workdir: str, allow_config_change: bool = False) -> dict:
+        """Runs (or resumes) the stage in `workdir`; returns its last metrics.
+
+        allow_config_change: resume even if the config changes the run (run_config).
+        """
+        return loop.train(build.build(self.cfg, self), workdir, allow_config_change)

@@ -66,6 +66,12 @@ class PretrainModel(nnx.Module):
         )
         self.decoder = Decoder(cfg, rngs=rngs)
 
+    def features(self, x: jax.Array) -> jax.Array:
+        """The encoder's normalised tokens, every token visible, averaged: float32
+        [batch, width] (what the kNN probe compares; the classifier's analogue is
+        Classifier.features)."""
+        return self.encoder(x).astype(jnp.float32).mean(1)
+
     def __call__(
         self,
         x: jax.Array,

@@ -7,26 +7,65 @@ it when complete: a run killed mid-save leaves the previous checkpoint intact.
 Restores use Orbax's array format (no pickle: a checkpoint never runs code).
 
 Layout of one step: `{step}/state/` (Orbax arrays, written cooperatively by all
-processes) and `{step}/data/process_{i}-of-{n}.json` (grain's checkpoint handler:
-every process writes its own iterator position; Orbax's JsonSave would write only
-on the primary host).
+processes), `{step}/data/process_{i}-of-{n}.json` (grain's checkpoint handler:
+every process writes its own iterator position and counters; Orbax's JsonSave
+would write only on the primary host), and `{step}/commit_success.txt`, written
+last: a step without it is incomplete.
+
+Damage: `intact_steps` lists the committed steps; a step that cannot be restored
+is moved to `{workdir}/damaged_checkpoints/` by `set_aside` (the caller then tries
+the previous one). A failed asynchronous save surfaces in `check_for_errors`.
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
+import shutil
+import sys
+import time
 from typing import Any
 
 import grain.checkpoint as grain_checkpoint
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
+from etils import epath
+
+from vmae2.errors import CheckpointError
 
 log = logging.getLogger('vmae2')
 
 DATA_ITEM = 'data'
+COMMIT_MARKER = 'commit_success.txt'
+
+
+class SaveError(OSError):
+    """A checkpoint could not be written (`no_space`: the disk is full)."""
+
+    def __init__(self, step: int, directory: str, cause: BaseException):
+        self.step, self.directory, self.cause = step, directory, cause
+        self.no_space = _is_no_space(cause)
+        super().__init__(f'checkpoint step {step} could not be written to {directory}: {_reason(cause)}')
+
+
+def _is_no_space(e: BaseException | None) -> bool:
+    while e is not None:
+        if isinstance(e, OSError) and e.errno == errno.ENOSPC:
+            return True
+        if 'No space left on device' in str(e):
+            return True
+        e = e.__cause__ or e.__context__
+    return False
+
+
+def _reason(e: BaseException) -> str:
+    if _is_no_space(e):
+        return 'No space left on device'
+    text = str(e).strip().splitlines()
+    return f'{type(e).__name__}: {text[0] if text else ""}'.rstrip(': ')
 
 
 def _data_file(process_index: int, process_count: int) -> str:
@@ -53,10 +92,33 @@ class _SerializedIterator:
         return self._data
 
 
+def _drop_closed_loop_noise() -> None:
+    """Hides one kind of unraisable exception: 'Event loop is closed'.
+
+    When Orbax reads a damaged checkpoint, TensorStore read callbacks still fire
+    after Orbax's event loop has closed, and each prints a traceback that says
+    nothing beyond the error the caller reports (about a hundred for one damaged
+    step). Every other unraisable exception still reaches the previous hook.
+    """
+    previous = sys.unraisablehook
+    if getattr(previous, 'vmae2_filter', False):
+        return
+
+    def hook(unraisable):
+        e = unraisable.exc_value
+        if isinstance(e, RuntimeError) and str(e) == 'Event loop is closed':
+            return
+        previous(unraisable)
+
+    hook.vmae2_filter = True
+    sys.unraisablehook = hook
+
+
 class Checkpointer:
     """CheckpointManager over `{workdir}/checkpoints` keeping the last `keep`."""
 
     def __init__(self, workdir: str, *, keep: int = 3, async_save: bool = True):
+        _drop_closed_loop_noise()
         self.directory = os.path.join(os.path.abspath(workdir), 'checkpoints')
         options = ocp.CheckpointManagerOptions(
             max_to_keep=keep,
@@ -67,10 +129,47 @@ class Checkpointer:
         self._manager = ocp.CheckpointManager(self.directory, options=options)
 
     def latest_step(self) -> int | None:
-        return self._manager.latest_step()
+        """The newest committed step, or None."""
+        steps = self.intact_steps()
+        return steps[-1] if steps else None
 
-    def all_steps(self) -> list[int]:
-        return list(self._manager.all_steps())
+    def step_dirs(self) -> list[int]:
+        """Every step directory on disk, committed or not, ascending."""
+        if not os.path.isdir(self.directory):
+            return []
+        return sorted(int(d) for d in os.listdir(self.directory) if d.isdigit())
+
+    def intact_steps(self) -> list[int]:
+        """Steps whose commit marker exists (a step without it was never finished)."""
+        return [s for s in self.step_dirs() if os.path.exists(self._marker(s))]
+
+    def _marker(self, step: int) -> str:
+        return os.path.join(self.directory, str(step), COMMIT_MARKER)
+
+    def set_aside(self, step: int, reason: str) -> str:
+        """Moves a damaged or incomplete step to {workdir}/damaged_checkpoints/ (process 0).
+
+        Returns:
+          Where it went.
+        """
+        dest_root = os.path.join(os.path.dirname(self.directory), 'damaged_checkpoints')
+        dest = os.path.join(dest_root, f'{step}-{time.strftime("%Y%m%d-%H%M%S")}')
+        log.warning(
+            'checkpoint step %d in %s is damaged (%s): moved to %s; trying the one before',
+            step, self.directory, reason, dest,
+        )
+        if jax.process_index() == 0:
+            os.makedirs(dest_root, exist_ok=True)
+            shutil.move(os.path.join(self.directory, str(step)), dest)
+        self._manager.reload()
+        return dest
+
+    def check_for_errors(self, step: int) -> None:
+        """Raises SaveError if an asynchronous save (the last, `step`) has failed."""
+        try:
+            self._manager.check_for_errors()
+        except Exception as e:  # noqa: BLE001 - Orbax re-raises the writer's error
+            raise SaveError(step, self.directory, e) from e
 
     def save(
         self, step: int, state: Any, data_state: bytes | None = None, force: bool = True
@@ -83,7 +182,10 @@ class Checkpointer:
         items = {'state': ocp.args.StandardSave(state)}
         if data_state is not None:
             items[DATA_ITEM] = grain_checkpoint.CheckpointSave(_SerializedIterator(data_state))
-        return self._manager.save(step, args=ocp.args.Composite(**items), force=force)
+        try:
+            return self._manager.save(step, args=ocp.args.Composite(**items), force=force)
+        except Exception as e:  # noqa: BLE001 - the writer's error, whatever raised it
+            raise SaveError(step, self.directory, e) from e
 
     def state_keys(self, step: int) -> set[str]:
         """Top-level keys of the state saved at `step` (older checkpoints lack some)."""
@@ -127,12 +229,19 @@ class Checkpointer:
             return []
         return sorted(f for f in os.listdir(data_dir) if f.startswith('process_'))
 
-    def wait(self) -> None:
-        self._manager.wait_until_finished()
-
     def close(self) -> None:
-        self._manager.wait_until_finished()
-        self._manager.close()
+        """Waits for pending saves and releases the manager.
+
+        Raises:
+          SaveError: a pending save failed.
+        """
+        try:
+            self._manager.wait_until_finished()
+            self._manager.check_for_errors()
+        except Exception as e:  # noqa: BLE001 - the writer's error, whatever raised it
+            raise SaveError(self._manager.latest_step() or -1, self.directory, e) from e
+        finally:
+            self._manager.close()
 
 
 def _latest_step_dir(workdir: str) -> str:
@@ -164,9 +273,19 @@ def latest_step_number(workdir: str) -> int:
 
 
 def _tree_metadata(path: str) -> Any:
-    """The saved tree's structure (leaf metadata), read without reading arrays."""
-    meta = ocp.PyTreeCheckpointer().metadata(path)
-    return meta.item_metadata.tree if hasattr(meta, 'item_metadata') else meta
+    """The saved tree's structure (leaf metadata), read without reading arrays.
+
+    Through the handler: the Checkpointer wrapper would also look for a step-level
+    metadata file that an item directory does not have, and warn about it.
+    """
+    handler = ocp.PyTreeCheckpointHandler()
+    try:
+        meta = handler.metadata(epath.Path(path))
+    finally:
+        handler.close()
+    if meta is None:
+        raise CheckpointError(f'{path}: no readable tree metadata')
+    return getattr(meta, 'tree', meta)
 
 
 def load_params(workdir: str) -> Any:
@@ -180,7 +299,11 @@ def load_params(workdir: str) -> Any:
     )
     restore_args = jax.tree.map(lambda _: ocp.ArrayRestoreArgs(restore_type=np.ndarray), abstract)
     args = ocp.args.PyTreeRestore(item=abstract, restore_args=restore_args, partial_restore=True)
-    return ocp.PyTreeCheckpointer().restore(path, args=args)['params']
+    handler = ocp.PyTreeCheckpointHandler()
+    try:
+        return handler.restore(epath.Path(path), args=args)['params']
+    finally:
+        handler.close()
 
 
 def save_tree(directory: str, tree: Any) -> None:

@@ -20,19 +20,28 @@ log = logging.getLogger('vmae2')
 
 class MetricWriter:
     """Appends one JSON object per logged step to {workdir}/metrics.jsonl and
-    mirrors scalars to TensorBoard under {workdir}/tensorboard."""
+    mirrors scalars to TensorBoard under {workdir}/tensorboard.
 
-    def __init__(self, workdir: str):
+    resume_step: a run resumed from this step first drops the rows (and
+    TensorBoard events) logged after it by the interrupted run, so that each step
+    appears once.
+    """
+
+    def __init__(self, workdir: str, resume_step: int | None = None):
         self.workdir = workdir
         self.enabled = jax.process_index() == 0
         self._jsonl = None
         self._tb = None
         if self.enabled:
             os.makedirs(workdir, exist_ok=True)
-            self._jsonl = open(os.path.join(workdir, 'metrics.jsonl'), 'a')
+            path = os.path.join(workdir, 'metrics.jsonl')
+            if resume_step is not None and os.path.exists(path):
+                _drop_rows_after(path, resume_step)
+            self._jsonl = open(path, 'a')
             from tensorboardX import SummaryWriter  # pylint: disable=g-import-not-at-top
 
-            self._tb = SummaryWriter(os.path.join(workdir, 'tensorboard'))
+            purge = None if resume_step is None else resume_step + 1
+            self._tb = SummaryWriter(os.path.join(workdir, 'tensorboard'), purge_step=purge)
 
     def write_scalars(self, step: int, scalars: Mapping[str, float]) -> None:
         if not self.enabled:
@@ -63,14 +72,30 @@ class MetricWriter:
             self._tb.close()
 
 
+def _drop_rows_after(path: str, step: int) -> None:
+    """Rewrites metrics.jsonl (atomically) without its rows of steps > `step`."""
+    with open(path) as f:
+        rows = [line for line in f if line.strip()]
+    keep = [line for line in rows if json.loads(line).get('step', 0) <= step]
+    if len(keep) != len(rows):
+        with open(path + '.tmp', 'w') as f:
+            f.writelines(keep)
+        os.replace(path + '.tmp', path)
+        log.info('metrics.jsonl: dropped %d rows logged after step %d', len(rows) - len(keep), step)
+
+
 class Progress:
     """A tqdm bar (process 0, when stderr is a terminal or forced) plus a log
-    line every `log_every` steps with loss, lr, clips/s and ETA."""
+    line every `log_every` steps with loss, lr, clips/s and ETA.
+
+    The ETA is timed from the end of the first step, so the compilation that the
+    first step includes does not count as training time.
+    """
 
     def __init__(self, first_step: int, total_steps: int, *, bar: bool | None = None):
         self.total = total_steps
         self.first = first_step
-        self.start = time.time()
+        self.start = None  # (time, step) when the first step had finished
         self._bar = None
         if jax.process_index() == 0 and (bar if bar is not None else os.isatty(2)):
             from tqdm import tqdm  # pylint: disable=g-import-not-at-top
@@ -78,12 +103,14 @@ class Progress:
             self._bar = tqdm(total=total_steps, initial=first_step, unit='step', dynamic_ncols=True)
 
     def eta_seconds(self, step: int) -> float:
-        done = step - self.first
-        if done <= 0:
+        if self.start is None or step <= self.start[1]:
             return float('nan')
-        return (time.time() - self.start) / done * (self.total - step)
+        t0, s0 = self.start
+        return (time.time() - t0) / (step - s0) * (self.total - step)
 
     def update(self, step: int, scalars: Mapping[str, float] | None = None) -> None:
+        if self.start is None and step > self.first:
+            self.start = (time.time(), step)
         if self._bar is not None:
             self._bar.update(step - self._bar.n)
             if scalars:

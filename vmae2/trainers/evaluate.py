@@ -13,7 +13,7 @@ import os
 from vmae2.core import build
 from vmae2.core import data
 from vmae2.core import evaluation
-from vmae2.core import loop
+from vmae2.core import run_config
 from vmae2.core.stage import Stage
 from vmae2.models.classifier import Classifier
 from vmae2.runtime import metrics as metrics_lib
@@ -34,10 +34,14 @@ class Evaluate(Stage):
     def build_model(self, rngs):
         return Classifier(self.model_cfg, self.labelled.num_classes, rngs=rngs)
 
-    def run(self, workdir: str) -> dict:
-        """Returns {'test_top1', 'test_top5', 'test_videos', 'test_unreadable_videos'}."""
+    def run(self, workdir: str, allow_config_change: bool = False) -> dict:
+        """Returns {'test_top1', 'test_top5', 'test_videos', 'test_unreadable_videos'}.
+
+        Nothing resumes here: every run records its config as a new start.
+        """
+        del allow_config_change
         workdir = os.path.abspath(workdir)
-        loop.save_config(workdir, self.cfg)
+        run_config.record(workdir, self.cfg, None)
         exp = build.build(self.cfg, self)
         params = surgery.init_params(
             self.cfg.init_from, exp.factory.abstract.params,

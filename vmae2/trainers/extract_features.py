@@ -30,7 +30,7 @@ from flax import nnx
 from data_pipelines import pipeline
 from data_pipelines import sources
 from data_pipelines.decode import VideoDecodeError
-from vmae2.core import loop
+from vmae2.core import run_config
 from vmae2.core.stage import Stage
 from vmae2.core.state import param_tree
 from vmae2.errors import DataError
@@ -74,12 +74,13 @@ class ExtractFeatures(Stage):
         target['head'] = {'kernel': np.zeros((width, n), np.float32), 'bias': np.zeros(n, np.float32)}
         return surgery.init_params(self.cfg.init_from, target)
 
-    def run(self, workdir: str) -> dict:
-        """Returns {'written', 'skipped_existing', 'unreadable'}."""
+    def run(self, workdir: str, allow_config_change: bool = False) -> dict:
+        """Returns {'written', 'skipped_existing', 'unreadable'}; a re-run skips done videos."""
+        del allow_config_change
         cfg, m = self.cfg, self.model_cfg
         out_dir = os.path.abspath(cfg.output_dir or os.path.join(workdir, 'features'))
         os.makedirs(out_dir, exist_ok=True)
-        loop.save_config(os.path.abspath(workdir), cfg)
+        run_config.record(os.path.abspath(workdir), cfg, None)
         # Each process works alone on its share of the videos: a local mesh, no collectives.
         local = jax.local_devices()
         mesh = jax.sharding.Mesh(np.array(local), ('data',))

@@ -26,6 +26,7 @@ from data_pipelines import sources
 from data_pipelines import transforms
 from vmae2.core import data
 from vmae2.core import evaluation
+from vmae2.core import probe
 from vmae2.core import visualize
 from vmae2.core.stage import Stage
 from vmae2.errors import ConfigError
@@ -73,7 +74,7 @@ def video_records(cfg) -> list:
 
 
 class ReconstructionPicture(evaluation.Evaluator):
-    """Original / masked input / reconstruction of one fixed clip (uint8 image).
+    """The rows of core/visualize.py for one fixed clip (uint8 image).
 
     The decoder predicts every encoder-masked token here (the V1 decoder view), so
     the picture shows the whole masked area.
@@ -95,11 +96,13 @@ class ReconstructionPicture(evaluation.Evaluator):
         out = self.reconstruct(state.params, self.clip[None], jax.random.key(0))
         visible, decode, pred = (np.asarray(a)[0] for a in jax.device_get(out))
         m = self.stage.model_cfg
-        masked, recon = visualize.reconstruct_clip(
+        rows = visualize.reconstruct_clip(
             self.clip, visible, decode, pred, patch_size=m.patch_size,
             tubelet_size=m.tubelet_size, normalize_target=self.stage.cfg.normalize_target,
         )
-        return {'reconstruction': visualize.grid_image(self.clip, masked, recon)}
+        caption = visualize.BORROW_NOTE if self.stage.cfg.normalize_target else ''
+        image = visualize.grid_image({'original': self.clip, **rows}, caption=caption)
+        return {'reconstruction': image}
 
 
 class Pretrain(Stage):
@@ -108,6 +111,7 @@ class Pretrain(Stage):
     def __init__(self, cfg):
         super().__init__(cfg)
         self.masks = mask_spec(cfg, self.model_cfg.grid)
+        probe.check(cfg)
 
     def build_model(self, rngs):
         return PretrainModel(self.model_cfg, rngs=rngs)
@@ -142,11 +146,32 @@ class Pretrain(Stage):
         count = batch['weight'].sum()
         return losses.masked_mse(pred, target, batch['weight']) * count, count, {}
 
+    def loss_baseline(self, batch):
+        """The loss of predicting zeros.
+
+        Normalised targets (the official default) have per-channel mean 0 and
+        unbiased variance 1 over the P = tubelet * p * p pixels of a patch, so their
+        mean square, the zero-prediction loss, is (P - 1) / P (0.9987 for 2x16x16,
+        0.969 for 2x4x4). Raw targets: their mean square on the first batch.
+        """
+        m = self.model_cfg
+        if self.cfg.normalize_target:
+            p = m.tubelet_size * m.patch_size**2
+            return (p - 1) / p
+        x = targets.normalize(jnp.asarray(batch['video']))
+        t = targets.pixel_targets(x, m.patch_size, m.tubelet_size, False)
+        return float(jnp.mean(jnp.square(t)))
+
     def evaluators(self, exp, workdir):
         clip = self.train_transform(exp.records).random_map(
             exp.records[0], np.random.default_rng(self.cfg.seed)
         )['video'][0]
-        return [ReconstructionPicture(self, exp, clip, self.cfg.vis_every)]
+        out = [ReconstructionPicture(self, exp, clip, self.cfg.vis_every)]
+        if probe.enabled(self.cfg):
+            features = probe.model_features(exp.factory.graphdef)
+            every = self.cfg.probe.every
+            out.append(probe.KnnProbe(self.cfg, self.model_cfg, exp.mesh, features, every=every))
+        return out
 
     def describe(self, exp):
         k = self.masks

@@ -12,6 +12,7 @@ STAGES = {
     'evaluate': ('vmae2.trainers.evaluate', 'Evaluate'),
     'distill': ('vmae2.trainers.distill', 'Distill'),
     'extract_features': ('vmae2.trainers.extract_features', 'ExtractFeatures'),
+    'probe': ('vmae2.trainers.probe', 'Probe'),
 }
 
 
@@ -28,6 +29,6 @@ def stage_for(cfg):
     return getattr(importlib.import_module(module), cls)(cfg)
 
 
-def run(cfg, workdir: str) -> dict:
+def run(cfg, workdir: str, allow_config_change: bool = False) -> dict:
     """Runs cfg.trainer in `workdir`; returns the stage's last metrics."""
-    return stage_for(cfg).run(workdir)
+    return stage_for(cfg).run(workdir, allow_config_change)
