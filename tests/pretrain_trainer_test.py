@@ -1,7 +1,6 @@
 """The pre-training stage end to end on small made videos: resume, init_from,
 skipping, non-finite stop, config errors, learning on a fixed batch."""
 
-import json
 import os
 
 import jax
@@ -81,12 +80,12 @@ def test_kill_and_resume_equals_uninterrupted_run(video_dir, tmp_path, monkeypat
     a, b = params_of(full), params_of(killed)
     for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
         np.testing.assert_array_equal(x, y)  # bitwise
-    rows = [json.loads(line) for line in open(os.path.join(full, 'metrics.jsonl'))]
+    rows = tiny_configs.train_rows(full)
     assert [r['step'] for r in rows] == [1, 2, 3, 4, 5, 6]
     assert {'loss', 'lr', 'clips_per_sec', 'skipped_videos'} <= set(rows[0])
     # Step 5 was logged before the kill and again after the resume: once in the file;
     # the skipped-video count carries on from the checkpoint.
-    again = [json.loads(line) for line in open(os.path.join(killed, 'metrics.jsonl'))]
+    again = tiny_configs.train_rows(killed)
     assert [r['step'] for r in again] == [1, 2, 3, 4, 5, 6]
     assert [r['skipped_videos'] for r in again] == [r['skipped_videos'] for r in rows]
     assert rows[-1]['skipped_videos'] > 0
@@ -107,7 +106,7 @@ def test_unreadable_videos_are_skipped_and_counted(video_dir, tmp_path):
     cfg.optim.total_steps = 4
     work = str(tmp_path / 'w')
     train(cfg, work)
-    rows = [json.loads(line) for line in open(os.path.join(work, 'metrics.jsonl'))]
+    rows = tiny_configs.train_rows(work)
     assert rows[-1]['step'] == 4
     assert rows[-1]['skipped_videos'] > 0
 

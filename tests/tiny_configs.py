@@ -23,3 +23,13 @@ def tiny_pretrain_config(video_dir: str):
     c = smoke.get_config()
     c.data.video_dir = video_dir
     return c
+
+
+def train_rows(workdir: str) -> list[dict]:
+    """The training rows of {workdir}/metrics.jsonl (those with a loss; the step-0
+    row holds loss_baseline, evaluators add their own rows)."""
+    import json
+    import os
+
+    with open(os.path.join(workdir, 'metrics.jsonl')) as f:
+        return [r for r in map(json.loads, f) if 'loss' in r]
