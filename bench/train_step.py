@@ -583,7 +583,10 @@ def run_row(row: str, args) -> list[dict]:
 
 def format_table(results: list[dict], args) -> str:
     spec = _spec(args.model)
+    from bench import machine
+
     lines = [
+        machine.describe(),
         f'model {args.model}, batch {args.batch}, threads {args.threads} '
         f'(taskset cpus {args.cpus or ",".join(map(str, range(args.threads)))}), '
         f'repeats {args.repeats} (median), warmup {args.warmup}, '
@@ -620,6 +623,12 @@ def format_table(results: list[dict], args) -> str:
         'VideoMAEForPreTraining, whose decoder is the V1 decoder (no decoder masking).'
     )
     return '\n'.join(lines)
+
+
+def _machine_info() -> dict:
+    from bench import machine
+
+    return machine.info()
 
 
 def parse_args(argv=None):
@@ -685,7 +694,7 @@ def main(argv=None) -> None:
         results += row_results
         if args.json:
             with open(args.json, 'w') as f:
-                json.dump({'args': vars(args), 'results': results}, f, indent=1)
+                json.dump({'args': vars(args), 'machine': _machine_info(), 'results': results}, f, indent=1)
         if len(rows) > 1:  # partial table as each row completes
             print(format_table(row_results, args), flush=True)
     print(format_table(results, args))

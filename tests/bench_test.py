@@ -59,3 +59,25 @@ def test_data_bench_tiny():
     )
     assert '| pipeline | format |' in out
     assert '| pretrain | jpeg-arrayrecord | 0 |' in out, out
+
+
+def test_device_check_tiny_runs_every_section_on_cpu(tmp_path):
+    """The one-shot accelerator check, on a tiny model: every section reports; an
+    attention implementation the backend lacks (cuDNN on CPU) is an error row."""
+    import json
+
+    out = _run(
+        ['bench/device_check.py', '--tiny', '--out', str(tmp_path), '--attentions',
+         'recompute,cudnn', '--sections', 'matmul,vit_b,depth,data'],
+        timeout=600,
+    )
+    assert 'device check: machine:' in open(tmp_path / 'device_check.md').read()
+    report = json.load(open(tmp_path / 'device_check.json'))['sections']
+    assert report['matmul'][0]['tflops'] > 0
+    ok = [r for r in report['vit_b'] if r.get('fits')]
+    assert {r['stage'] for r in ok} == {'pretrain', 'finetune'}
+    assert all(r['clips_per_s'] > 0 and 0 < r['mfu'] and r['loss'] > 0 for r in ok)
+    assert any('cuDNN' in r.get('error', '') for r in report['vit_b'])
+    assert report['depth'][0]['model'] == 'vit_g' and report['depth'][0]['mfu_full'] > 0
+    assert report['data'][0]['status'] == 0, report['data']
+    assert 'summary' in report, out
