@@ -156,8 +156,11 @@ class _VideoBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
             disable_shuffling=True,  # frame order = (video, frame): positions are the index
         )
 
+    # (manual_dir, config) -> layouts.Listing: how the subclass's download is laid out.
+    LAYOUT = None
+
     def _listing(self, manual_dir: str) -> layouts.Listing:
-        raise NotImplementedError
+        return type(self).LAYOUT(manual_dir, self.builder_config)
 
     def _split_generators(self, dl_manager):
         manual_dir = os.fspath(dl_manager.manual_dir)
@@ -275,8 +278,7 @@ class Ucf101(_VideoBuilder):
         "manual_dir/UCF-101/<Class>/*.avi and manual_dir/ucfTrainTestlist/*.txt."
     )
 
-    def _listing(self, manual_dir):
-        return layouts.ucf101(manual_dir, self.builder_config.split_number)
+    LAYOUT = staticmethod(lambda m, c: layouts.ucf101(m, c.split_number))
 
 
 class Hmdb51(_VideoBuilder):
@@ -289,8 +291,7 @@ class Hmdb51(_VideoBuilder):
         "manual_dir: manual_dir/<class>/*.avi and manual_dir/testTrainMulti_7030_splits/*.txt."
     )
 
-    def _listing(self, manual_dir):
-        return layouts.hmdb51(manual_dir, self.builder_config.split_number)
+    LAYOUT = staticmethod(lambda m, c: layouts.hmdb51(m, c.split_number))
 
 
 class Ssv2(_VideoBuilder):
@@ -302,8 +303,7 @@ class Ssv2(_VideoBuilder):
         "manual_dir/20bn-something-something-v2/<id>.webm and manual_dir/labels/*.json."
     )
 
-    def _listing(self, manual_dir):
-        return layouts.ssv2(manual_dir)
+    LAYOUT = staticmethod(lambda m, c: layouts.ssv2(m))
 
 
 _KINETICS_MANUAL = (
@@ -317,8 +317,7 @@ class Kinetics400(_VideoBuilder):
     DESCRIPTION = "Kinetics-400, 400 classes."
     MANUAL_DOWNLOAD_INSTRUCTIONS = _KINETICS_MANUAL
 
-    def _listing(self, manual_dir):
-        return layouts.kinetics(manual_dir)
+    LAYOUT = staticmethod(lambda m, c: layouts.kinetics(m))
 
 
 class Kinetics600(Kinetics400):
@@ -338,8 +337,7 @@ class Kinetics710(_VideoBuilder):
         "official misc/k710_identical_label_merge.json and misc/label_map_k710.txt in manual_dir."
     )
 
-    def _listing(self, manual_dir):
-        return k710.kinetics710(manual_dir)
+    LAYOUT = staticmethod(lambda m, c: k710.kinetics710(m))
 
 
 class VideoFolder(_VideoBuilder):
@@ -351,8 +349,7 @@ class VideoFolder(_VideoBuilder):
         "manual_dir/train/<class>/* [val/<class>/*], or manual_dir/<class>/*; optional labels.txt."
     )
 
-    def _listing(self, manual_dir):
-        return layouts.video_folder(manual_dir)
+    LAYOUT = staticmethod(lambda m, c: layouts.video_folder(m))
 
 
 BUILDERS = {
