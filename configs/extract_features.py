@@ -21,7 +21,8 @@ def get_config(arg='thumos14'):
     c.model = common.model_config('vit_g')  # official: vit_giant_patch14_224, 16 frames
     c.init_from = ''  # vit_g_hybrid_pt_1200e_k710_ft: workdir, converted dir or .pth
     c.num_classes = 0  # 0: the checkpoint head's (unused: features are before the head)
-    c.data = ml_collections.ConfigDict(dict(video_dir='', step=STEPS[arg]))
+    # video_dir: a folder of videos; or the videos of a TFDS split (tfds_name, ...)
+    c.data = ml_collections.ConfigDict(dict(video_dir='', step=STEPS[arg], **common.tfds_fields()))
     c.output_dir = ''  # '' = {workdir}/features
     c.batch_size = 8  # windows per forward (official 1)
     c.normalize = False  # official: /255 only, no ImageNet mean/std (issue #62)

@@ -22,6 +22,6 @@ def get_config(arg='vit_b'):
     c.dtype = 'float32'
     c.mesh = ml_collections.ConfigDict(dict(data=-1))
     c.sharding_rules = ml_collections.ConfigDict(common.SHARDING_RULES)
-    c.data = ml_collections.ConfigDict(dict(reader='video', read_threads=4))
+    c.data = ml_collections.ConfigDict(dict(read_threads=4))
     c.probe = common.probe_config()
     return c

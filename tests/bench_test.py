@@ -4,6 +4,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -54,11 +56,14 @@ def test_data_bench_tiny():
             '--pipelines',
             'pretrain',
             '--formats',
-            'raw,jpeg-arrayrecord',
+            'raw,tfds,decode',
+            '--profile',
         ]
     )
     assert '| pipeline | format |' in out
-    assert '| pretrain | jpeg-arrayrecord | 0 |' in out, out
+    assert '| pretrain | tfds | 0 |' in out, out
+    assert '| vit_g | 45% (goal) | pretrain |' in out, out
+    assert '| RandAugment rand-m7-n4-mstd0.5-inc1 (one view) |' in out, out
 
 
 def test_device_check_tiny_runs_every_section_on_cpu(tmp_path):
@@ -81,3 +86,13 @@ def test_device_check_tiny_runs_every_section_on_cpu(tmp_path):
     assert report['depth'][0]['model'] == 'vit_g' and report['depth'][0]['mfu_full'] > 0
     assert report['data'][0]['status'] == 0, report['data']
     assert 'summary' in report, out
+
+
+def test_training_flops_per_clip_match_the_reference_counts():
+    sys.path.insert(0, os.path.join(ROOT, 'bench'))
+    import data as bench_data
+
+    # 6 x forward MACs: 25.87 G (ViT-B dual masking, perf_anchors.md / docs/benchmarks.md 6)
+    # and 180 G (ViT-B 16x224 classifier, mmaction2's reported count).
+    assert bench_data.training_flops_per_clip('vit_b', 'pretrain') / 6e9 == pytest.approx(25.87, rel=2e-3)
+    assert bench_data.training_flops_per_clip('vit_b', 'finetune') / 6e9 == pytest.approx(180, rel=5e-3)

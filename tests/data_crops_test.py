@@ -170,6 +170,16 @@ def test_deterministic_for_seed_and_bad_input():
 # ---------------------------------------------------------------- RandomResizedCrop
 
 
+def test_cv2_resize_is_within_one_of_the_float_formula():
+    rng = np.random.default_rng(0)
+    clip = rng.integers(0, 256, (2, 57, 83, 3), dtype=np.uint8)
+    for out_h, out_w in ((32, 32), (224, 224), (20, 101)):
+        got = crops.resize_bilinear(clip, out_h, out_w).astype(int)
+        want = crops.resize_bilinear_reference(clip, out_h, out_w).astype(int)
+        assert got.shape == want.shape == (2, out_h, out_w, 3)
+        assert np.abs(got - want).max() <= 1
+
+
 def test_resize_bilinear_half_pixel_formula():
     x = np.array([0, 10, 20, 30], dtype=np.uint8).reshape(1, 1, 4, 1)
     # down 4 -> 2: src = (o + .5) * 2 - .5 = 0.5, 2.5

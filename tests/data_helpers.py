@@ -6,7 +6,6 @@ import types
 import numpy as np
 import pytest
 
-from data_pipelines.fast_format import fast_format_records
 from data_pipelines.pipeline import make_eval_dataset, make_train_dataset
 from data_pipelines.records import VideoRecord
 from data_pipelines.sources import list_video_folder, read_finetune_list
@@ -56,36 +55,31 @@ def assert_batches_equal(got, want):
             np.testing.assert_array_equal(g[k], w[k], err_msg=k)
 
 
-def fast_dataset(base, frames=20):
+def stored_dataset(base, frames=20):
     """Raw videos ROOT/cls{v}/v{v}.avi (v < 2, label v, codes frames*v ..), their lists
-    LISTS/{train,val}.csv, and both fast formats of ROOT (``fast[fmt]``)."""
-    from vmae2.tools import make_fast_dataset
+    ROOT/{train,val}.csv, and the TFDS dataset ``video_folder/readers`` built from them
+    in DATA (``stored(split)`` opens a split)."""
+    import tensorflow_datasets as tfds
 
-    root, lists = os.path.join(base, "raw"), os.path.join(base, "lists")
+    from data_pipelines.datasets import builders
+    from data_pipelines.datasets.stored import StoredSplit
+
+    root, data_dir = os.path.join(base, "raw"), os.path.join(base, "data")
     recs = coded_videos(root, 2, frames, [(64, 48)], name="cls{0}/v{0}.avi")
-    os.makedirs(lists)
     for name in ("train.csv", "val.csv"):
-        with open(os.path.join(lists, name), "w") as f:
+        with open(os.path.join(root, name), "w") as f:
             f.writelines(f"{os.path.relpath(r.path, root)} {r.label}\n" for r in recs)
-    fast = {}
-    for fmt in make_fast_dataset.FORMATS:
-        fast[fmt] = os.path.join(base, fmt)
-        entries = make_fast_dataset.convert(root, fast[fmt], fmt=fmt)
-        assert [e.get("error") for e in entries] == [None, None]
-    return types.SimpleNamespace(root=root, lists=lists, fast=fast)
+    builder = builders.make("video_folder", data_dir=data_dir, config="readers")
+    builder.download_and_prepare(download_config=tfds.download.DownloadConfig(manual_dir=root))
+    return types.SimpleNamespace(
+        root=root, data_dir=data_dir,
+        stored=lambda split="train": StoredSplit("video_folder/readers", data_dir, split),
+    )
 
 
 def raw_list(data):
-    """The train list of :func:`fast_dataset` on the raw videos."""
-    return read_finetune_list(os.path.join(data.lists, "train.csv"), data.root)
-
-
-def fast_list(data, fmt):
-    """The same list read with data_root = the ``fmt`` copy, re-addressed to its files."""
-    root = data.fast[fmt]
-    return fast_format_records(
-        read_finetune_list(os.path.join(data.lists, "train.csv"), root), root
-    )
+    """The train list of :func:`stored_dataset` on the raw videos."""
+    return read_finetune_list(os.path.join(data.root, "train.csv"), data.root)
 
 
 # ---------------------------------------------------------------- training stages

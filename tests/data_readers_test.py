@@ -1,50 +1,45 @@
-"""The frame-reader interface: reader lookup, load_frames on videos, truncated videos,
-raw-frame folders, and the fast reader against the PyAV reader in every stage."""
+"""The frame-reader interface: load_frames on videos, truncated videos, raw-frame
+folders, and the TFDS reader against the PyAV reader in every stage."""
 
 import pickle
 
 import numpy as np
 import pytest
 
-from data_pipelines import decode, fast_format, testing
+import dataclasses
+
+from data_pipelines import decode, testing
 from data_pipelines.decode import VideoDecodeError
 from data_pipelines.pipeline import make_eval_dataset, make_train_dataset
-from data_pipelines.readers import READERS, get_reader, load_frames
+from data_pipelines.readers import VIDEO_READER, FrameReader, load_frames
 from data_pipelines.records import VideoRecord
 from data_pipelines.sampling import dense_clip_indices, pretrain_frame_indices
 from data_pipelines.transforms import ClassifyTransform, EvalTransform
-from data_helpers import codes, fast_dataset, fast_list, raw_list
-from vmae2.tools import make_fast_dataset
+from data_helpers import codes, raw_list, stored_dataset
 
-FRAMES = 20  # fast_dataset: video v shows colour codes 20v .. 20v+19 and has label v
+FRAMES = 20  # stored_dataset: video v shows colour codes 20v .. 20v+19 and has label v
 SMALL = dict(num_frames=4, sampling_rate=2, input_size=32)
 PLAIN = dict(rand_augment=False, reprob=0.0)
-MAX_MEAN_ABS_DIFF = 6  # tests/data_fast_format_test.py: codec/JPEG tolerance vs the source
-FAST = get_reader('fast')
+MAX_MEAN_ABS_DIFF = 6  # JPEG q90 of flat colours vs the mpeg4 source (measured < 2)
 
 
 @pytest.fixture(scope='module')
 def dataset(tmp_path_factory):
-    return fast_dataset(str(tmp_path_factory.mktemp('readers')), FRAMES)
+    return stored_dataset(str(tmp_path_factory.mktemp('readers')), FRAMES)
+
+
+@pytest.fixture(scope='module')
+def split(dataset):
+    return dataset.stored('train')
 
 
 def mean_abs_diff(a, b):
     return float(np.abs(a.astype(np.int32) - b.astype(np.int32)).mean())
 
 
-def test_get_reader():
-    video, fast = get_reader('video'), get_reader('fast')
-    assert (video.name, video.num_frames, video.decode_frames) == (
-        'video', decode.num_frames, decode.decode_frames
-    )  # fmt: skip
-    assert (fast.name, fast.num_frames, fast.decode_frames) == (
-        'fast', fast_format.num_frames, fast_format.decode_frames
-    )  # fmt: skip
-    assert list(READERS) == ['video', 'fast']
-    with pytest.raises(
-        ValueError, match=r"data.reader 'pickle': choose one of \('video', 'fast'\)"
-    ):
-        get_reader('pickle')
+def test_the_video_reader_refuses_stored_records():
+    with pytest.raises(ValueError, match='stored in a TFDS dataset'):
+        VIDEO_READER.num_frames(VideoRecord('a.avi', 0, total_frames=5, offset=0))
 
 
 # ---------------------------------------------------------------- load_frames
@@ -76,7 +71,10 @@ def test_rawframe_folder_numbered_from_start_idx(tmp_path, start_idx):
         totals.append(total)
         return np.array([0, 4, 4, 11])
 
-    frames = load_frames(rec, index_fn, FAST)  # folders never go through the reader
+    def never(*args):
+        raise AssertionError('a raw-frame folder went through the reader')
+
+    frames = load_frames(rec, index_fn, FrameReader('never', never, never))
     assert totals == [12] and frames.shape == (4, 36, 40, 3)
     assert codes(frames) == [50, 54, 54, 61]
     with pytest.raises(VideoDecodeError, match='does not exist'):
@@ -94,21 +92,31 @@ def test_unreadable_sources_raise(tmp_path):
             load_frames(rec, np.arange)
 
 
-# ---------------------------------------------------------------- the fast reader in each stage
+# ---------------------------------------------------------------- the TFDS reader in each stage
 
 
-@pytest.mark.parametrize('fmt', make_fast_dataset.FORMATS)
-def test_frames_agree_with_the_pyav_reader(dataset, fmt):
-    for r, f in zip(raw_list(dataset), fast_list(dataset, fmt)):
+def test_stored_split_lists_the_videos_in_order(dataset, split):
+    # Independent of the build: the lists the dataset was built from, and 20 frames each.
+    assert [(r.path, r.label, r.total_frames, r.offset) for r in split.records] == [
+        ('cls0/v0.avi', 0, FRAMES, 0), ('cls1/v1.avi', 1, FRAMES, FRAMES)
+    ]
+    assert split.label_names == ['0', '1'] and split.skipped == []
+    assert split.reader.name == 'tfds'
+
+
+def test_frames_agree_with_the_pyav_reader(dataset, split):
+    for r, f in zip(raw_list(dataset), split.records):
         rng_a, rng_b = np.random.default_rng(7), np.random.default_rng(7)
         a = load_frames(r, lambda n: dense_clip_indices(n, 8, 2, 'train', rng_a, r.path))
-        b = load_frames(f, lambda n: dense_clip_indices(n, 8, 2, 'train', rng_b, f.path), FAST)
+        b = load_frames(
+            f, lambda n: dense_clip_indices(n, 8, 2, 'train', rng_b, f.path), split.reader
+        )
         assert a.shape == b.shape == (8, 48, 64, 3) and a.dtype == b.dtype == np.uint8
         assert mean_abs_diff(a, b) < MAX_MEAN_ABS_DIFF
         assert codes(a) == codes(b)
 
 
-def test_train_dataset_matches_the_pyav_reader(dataset):
+def test_train_dataset_matches_the_pyav_reader(dataset, split):
     def first_batch(records, **reader):
         transform = ClassifyTransform(records, **SMALL, **PLAIN, **reader)
         return next(
@@ -116,7 +124,7 @@ def test_train_dataset_matches_the_pyav_reader(dataset):
         )
 
     want = first_batch(raw_list(dataset))
-    got = first_batch(fast_list(dataset, 'jpeg-arrayrecord'), reader=FAST)
+    got = first_batch(split.records, reader=split.reader)
     for k in want:
         assert got[k].shape == want[k].shape and got[k].dtype == want[k].dtype, k
     assert want['video'].shape == (4, 4, 32, 32, 3)
@@ -128,14 +136,13 @@ def test_train_dataset_matches_the_pyav_reader(dataset):
         assert codes(g) == codes(w)
 
 
-@pytest.mark.parametrize('fmt', make_fast_dataset.FORMATS)
-def test_eval_dataset_matches_the_pyav_reader(dataset, fmt):
+def test_eval_dataset_matches_the_pyav_reader(dataset, split):
     def batches(records, **reader):
         transform = EvalTransform(test_num_segment=2, test_num_crop=3, **SMALL, **reader)
         return list(make_eval_dataset(records, transform, batch_size=6))
 
     want = batches(raw_list(dataset))
-    got = batches(fast_list(dataset, fmt), reader=FAST)
+    got = batches(split.records, reader=split.reader)
     assert len(got) == len(want) == 2
     for g, w in zip(got, want):
         for k in w:
@@ -146,37 +153,30 @@ def test_eval_dataset_matches_the_pyav_reader(dataset, fmt):
         assert mean_abs_diff(g['video'], w['video']) < MAX_MEAN_ABS_DIFF
 
 
-def test_corrupt_or_missing_fast_files_are_skipped_and_counted(dataset, tmp_path):
-    from array_record.python.array_record_module import ArrayRecordWriter
-
-    good = fast_list(dataset, 'jpeg-arrayrecord')
-    garbage = tmp_path / 'garbage.array_record'  # not an ArrayRecord file: 0 records
-    garbage.write_bytes(b'garbage' * 100)
-    damaged = tmp_path / 'damaged.array_record'  # 20 records that are not JPEGs
-    writer = ArrayRecordWriter(str(damaged), 'group_size:1')
-    for _ in range(FRAMES):
-        writer.write(b'\xff\xd8\xff\xe0 not a jpeg')
-    writer.close()
+def test_records_out_of_step_with_the_data_are_refused_skipped_and_counted(split):
+    good = split.records
     bad = [
-        VideoRecord(str(garbage), 0),
-        VideoRecord(str(damaged), 0),
-        VideoRecord(str(tmp_path / 'missing.array_record'), 1),
+        dataclasses.replace(good[0], offset=3),  # index and data out of step
+        dataclasses.replace(good[1], total_frames=FRAMES + 30),  # claims frames not stored
     ]
-    for rec in bad:
-        with pytest.raises(VideoDecodeError):
-            load_frames(rec, np.arange, FAST)
+    with pytest.raises(VideoDecodeError, match='at the index'):
+        split.reader.decode_frames(bad[0], [0, 1])
+    with pytest.raises(VideoDecodeError, match='40 requested but 20 frames stored'):
+        split.reader.decode_frames(good[1], [40])
     # Training: bad records are replaced by readable ones and counted in "skipped".
-    transform = ClassifyTransform(bad + good, reader=FAST, **SMALL, **PLAIN)
-    batch = next(iter(make_train_dataset(bad + good, transform, batch_size=5, num_epochs=1)))
-    assert batch['video'].shape == (10, 4, 32, 32, 3) and int(batch['skipped']) >= 3
+    transform = ClassifyTransform(bad + good, reader=split.reader, **SMALL, **PLAIN)
+    batch = next(iter(make_train_dataset(bad[:1] + good, transform, batch_size=3, num_epochs=1)))
+    assert batch['video'].shape == (6, 4, 32, 32, 3) and int(batch['skipped']) >= 1
     # Evaluation: their rows come back with valid=False.
-    transform = EvalTransform(mode='val', reader=FAST, **SMALL)
-    rows = list(make_eval_dataset(bad + good, transform, batch_size=5))
-    assert len(rows) == 1
-    np.testing.assert_array_equal(rows[0]['valid'], [False, False, False, True, True])
+    transform = EvalTransform(mode='val', reader=split.reader, **SMALL)
+    rows = list(make_eval_dataset(bad[:1] + good, transform, batch_size=3))
+    np.testing.assert_array_equal(rows[0]['valid'], [False, True, True])
 
 
-def test_transforms_with_the_fast_reader_pickle(dataset):
-    recs = fast_list(dataset, 'jpeg-arrayrecord')
-    for transform in (ClassifyTransform(recs, reader=FAST), EvalTransform(reader=FAST)):
-        assert pickle.loads(pickle.dumps(transform)).reader == FAST
+def test_transforms_with_the_tfds_reader_pickle(split):
+    recs = split.records
+    for transform in (ClassifyTransform(recs, reader=split.reader), EvalTransform(reader=split.reader)):
+        back = pickle.loads(pickle.dumps(transform))
+        assert back.reader.name == 'tfds'
+        clip = back.reader.decode_frames(recs[1], [0, 19])
+        assert codes(clip) == [20, 39]

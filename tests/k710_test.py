@@ -2,6 +2,7 @@
 
 import json
 
+from data_pipelines.datasets import k710
 from vmae2.tools import k710 as k710_tool
 
 
@@ -9,19 +10,19 @@ def test_k710_merges_dedups_and_writes_index_maps(tmp_path):
     def yt(i):
         return f'{i:011d}'
 
-    k400 = k710_tool.Source(
+    k400 = k710.Source(
         'k400',
         ['dying hair', 'abseiling', 'zumba'],
         [(f'a/{yt(1)}_000001_000011.mp4', 0), (f'a/{yt(2)}_000000_000010.mp4', 1)],
         [(f'v/{yt(3)}_000005_000015.mp4', 2), (f'v/{yt(1)}_000001_000011.mp4', 0)],
     )
-    k600 = k710_tool.Source(
+    k600 = k710.Source(
         'k600',
         ['abseiling', 'dyeing hair', 'acting in play', 'zumba'],
         [(f'b/{yt(2)}_000000_000010.mp4', 0), (f'b/{yt(4)}_000002_000012.mp4', 2)],
         [(f'w/{yt(5)}_000000_000010.mp4', 1)],
     )
-    result = k710_tool.build([k400, k600], {'dying hair': 'dyeing hair'})
+    result = k710.build([k400, k600], {'dying hair': 'dyeing hair'})
     assert result.names == ['abseiling', 'acting in play', 'dyeing hair', 'zumba']
     assert result.maps == {'k400': [2, 0, 3], 'k600': [0, 2, 1, 3]}
     assert [y for _, y in result.train] == [2, 0, 1]  # yt(2) kept once, from K400
@@ -57,4 +58,4 @@ def test_k710_merges_dedups_and_writes_index_maps(tmp_path):
     assert json.loads((out / 'label_710to400.json').read_text()) == [2, 0, 3]
     assert (out / 'label_map_k710.txt').read_text().split('\n')[:4] == result.names
     assert len((out / 'train.csv').read_text().splitlines()) == 3
-    assert k710_tool.youtube_id('x/--07WQ2iBlw_000001_000011.mp4') == '--07WQ2iBlw'
+    assert k710.youtube_id('x/--07WQ2iBlw_000001_000011.mp4') == '--07WQ2iBlw'

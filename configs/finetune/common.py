@@ -61,9 +61,8 @@ def finetune_config(variant: str) -> ml_collections.ConfigDict:
             test_num_crop=3,  # official --test_num_crop 3
             worker_count=0,  # grain worker processes (0 = decode in the main process)
             read_threads=4,  # eval videos decoded in parallel threads
-            # video (PyAV) | fast (python -m vmae2.tools.make_fast_dataset output; set
-            # data_root to its --output folder, list paths are mapped to its files)
-            reader='video',
+            # replaces data_path: validation and the test protocol read tfds_eval_split
+            **common.tfds_fields(tfds_eval_split='val'),
         )
     )
     c.augment = ml_collections.ConfigDict(

@@ -9,13 +9,13 @@ per-clip transform (data_pipelines.transforms).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import os
 
 import grain
 import jax
 
-from data_pipelines import fast_format
 from data_pipelines import pipeline
 from data_pipelines import readers
 from data_pipelines import sources
@@ -85,11 +85,44 @@ def eval_dataset(cfg, records: list[VideoRecord], transform, batch_size: int):
     )
 
 
-def reader(cfg) -> readers.FrameReader:
+@functools.lru_cache(maxsize=8)
+def _stored(name: str, data_dir: str, split: str):
+    from data_pipelines.datasets import stored
+
     try:
-        return readers.get_reader(cfg.data.get('reader', 'video'))
+        return stored.StoredSplit(name, data_dir, split)
+    except FileNotFoundError as e:
+        raise DataError(e.strerror or str(e)) from None
     except ValueError as e:
-        raise ConfigError(str(e)) from None
+        raise DataError(str(e)) from None
+
+
+def stored_split(cfg, split: str = 'train'):
+    """The TFDS split a stage reads when data.tfds_name is set, else None.
+
+    `split` 'train' is data.tfds_split, 'val' data.tfds_eval_split (evaluation and the
+    test protocol read it, as officially val.csv).
+
+    Raises:
+      ConfigError: tfds_name without tfds_data_dir.
+      DataError: the dataset or split is not built there.
+    """
+    d = cfg.data
+    if not d.get('tfds_name'):
+        return None
+    if not d.get('tfds_data_dir'):
+        raise ConfigError(
+            f'data.tfds_name={d.tfds_name!r} needs --config.data.tfds_data_dir=D (the --data_dir '
+            'of python -m vmae2.tools.build_dataset)'
+        )
+    name = d.tfds_split if split == 'train' else d.get('tfds_eval_split', 'val')
+    return _stored(d.tfds_name, os.path.abspath(d.tfds_data_dir), name)
+
+
+def reader(cfg, split: str = 'train') -> readers.FrameReader:
+    """How the stage's videos are read: the TFDS split's reader, else PyAV on files."""
+    stored = stored_split(cfg, split)
+    return stored.reader if stored is not None else readers.VIDEO_READER
 
 
 @dataclasses.dataclass
@@ -122,42 +155,47 @@ def _read_list(d, split: str) -> list[VideoRecord]:
 
 
 def labelled_data(cfg, *, need_train: bool = True, checkpoint_classes: int | None = None):
-    """Reads `{data.data_path}/train.csv` and `val.csv` (spec 8.1) and the class count.
+    """The labelled videos: a TFDS dataset (data.tfds_name: its tfds_split and
+    tfds_eval_split, class names from its metadata), else `{data.data_path}/train.csv`
+    and `val.csv` (spec 8.1); and the class count.
 
     num_classes: cfg.num_classes if > 0, else the label-name count, else the
     checkpoint head's (evaluation, a label map), else max label + 1 over both
     lists; the choice and its source are logged.
 
-    data.reader='fast': the lists are read with data.data_root set to the output
-    of `make_fast_dataset --input ROOT`; paths map to its files.
-
     Raises:
-      ConfigError: no data_path, an unknown reader, names that do not fit.
-      DataError: a missing or empty list, a label out of range.
+      ConfigError: no data, names that do not fit.
+      DataError: a missing or empty list or split, a label out of range.
     """
     d = cfg.data
-    if not d.data_path:
-        raise ConfigError(
-            'no data: set --config.data.data_path=DIR (a folder with train.csv and val.csv, '
-            'lines `video_path label`) and --config.data.data_root=ROOT'
-        )
-    frame_reader = reader(cfg)
-    train = _read_list(d, 'train') if need_train else []
-    val = _read_list(d, 'val')
-    if frame_reader.name == 'fast':
-        train = fast_format.fast_format_records(train, d.data_root)
-        val = fast_format.fast_format_records(val, d.data_root)
+    stored_val = stored_split(cfg, 'val')
     names = sources.read_label_names(d.label_names) if d.label_names else None
+    if stored_val is not None:
+        train = stored_split(cfg, 'train').records if need_train else []
+        val = stored_val.records
+        names = names or stored_val.label_names
+    elif not d.data_path:
+        raise ConfigError(
+            'no data: set --config.data.tfds_name=NAME and --config.data.tfds_data_dir=D (a '
+            'dataset of python -m vmae2.tools.build_dataset), or --config.data.data_path=DIR (a '
+            'folder with train.csv and val.csv, lines `video_path label`) and '
+            '--config.data.data_root=ROOT'
+        )
+    else:
+        train = _read_list(d, 'train') if need_train else []
+        val = _read_list(d, 'val')
+    names_from = d.label_names or f'the metadata of {d.get("tfds_name")}'
     n, source = cfg.num_classes, 'config num_classes'
     if not n and names:
-        n, source = len(names), f'the {len(names)} names in {d.label_names}'
+        n, source = len(names), f'the {len(names)} names in {names_from}'
     elif not n and checkpoint_classes:
         n, source = checkpoint_classes, "the checkpoint's head"
     elif not n:
         n = sources.num_classes(train + val)
         seen = len({r.label for r in train + val})
-        lists = ' and '.join(sources.finetune_list_path(d.data_path, s) for s in ('train', 'val'))
-        source = f'the largest label + 1 in {lists} ({seen} distinct labels seen)'
+        where = d.tfds_name if stored_val is not None else ' and '.join(
+            sources.finetune_list_path(d.data_path, s) for s in ('train', 'val'))
+        source = f'the largest label + 1 in {where} ({seen} distinct labels seen)'
         if seen != n:
             log.warning(
                 '%d classes inferred but only %d labels occur: some classes have no video; '
@@ -165,7 +203,7 @@ def labelled_data(cfg, *, need_train: bool = True, checkpoint_classes: int | Non
             )
     log.info('%d classes, from %s', n, source)
     if names is not None and len(names) != n:
-        raise ConfigError(f'{len(names)} label names in {d.label_names} for num_classes={n}')
+        raise ConfigError(f'{len(names)} label names in {names_from} for num_classes={n}')
     bad = [r for r in train + val if r.label >= n]
     if bad:
         raise DataError(f'label {bad[0].label} of {bad[0].path!r} is out of range for {n} classes')

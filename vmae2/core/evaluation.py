@@ -212,7 +212,7 @@ class ClassificationEvaluator(Evaluator):
             test_num_crop=d.test_num_crop,
             mode=mode,
             sampler=d.sampler,
-            reader=data.reader(cfg),
+            reader=data.reader(cfg, 'val'),
         )
 
     def result(self, params) -> Result:

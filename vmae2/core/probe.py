@@ -18,6 +18,7 @@ import jax
 import numpy as np
 from flax import nnx
 
+from data_pipelines import readers
 from data_pipelines import sources
 from data_pipelines import transforms
 from vmae2.core import data
@@ -61,7 +62,7 @@ class KnnProbe(evaluation.Evaluator):
         self.num_classes = sources.num_classes(self.train + self.val)
         self.transform = transforms.EvalTransform(
             num_frames=model.num_frames, sampling_rate=p.sampling_rate,
-            input_size=model.input_size, mode='val', sampler=p.sampler, reader=data.reader(cfg),
+            input_size=model.input_size, mode='val', sampler=p.sampler, reader=readers.VIDEO_READER,
         )
         self.feature_fn = feature_fn
         self.features = jax.jit(feature_fn, out_shardings=sharding.batch_sharding(mesh))

@@ -1,6 +1,7 @@
 """TAD feature extraction (official extract_tad_feature.py, spec 7).
 
-For every video of config.data.video_dir: windows of `num_frames` (16)
+For every video of config.data.video_dir (or of the TFDS split data.tfds_split of
+data.tfds_name, whose frames are stored at short side 320): windows of `num_frames` (16)
 consecutive frames starting every `data.step` frames (THUMOS14 4, FineAction 16;
 official `range(0, T - 15, step)`), squash-resized to input_size x input_size
 (bilinear, aspect not kept, no crop), /255 and, only with `normalize=True`,
@@ -30,6 +31,7 @@ from flax import nnx
 from data_pipelines import pipeline
 from data_pipelines import sources
 from data_pipelines.decode import VideoDecodeError
+from vmae2.core import data
 from vmae2.core import run_config
 from vmae2.core.stage import Stage
 from vmae2.core.state import param_tree
@@ -74,6 +76,19 @@ class ExtractFeatures(Stage):
         target['head'] = {'kernel': np.zeros((width, n), np.float32), 'bias': np.zeros(n, np.float32)}
         return surgery.init_params(self.cfg.init_from, target)
 
+    def _videos(self):
+        """(video files or stored records, the stored split's reader or None)."""
+        d = self.cfg.data
+        stored = data.stored_split(self.cfg, 'train')
+        if stored is not None:
+            return stored.records, stored.reader
+        if not os.path.isdir(d.video_dir):
+            raise DataError(f'data.video_dir {d.video_dir!r} is not a folder')
+        # The official extractor reads the folder's own videos, not its sub-folders
+        # (outputs are named by the video's name).
+        top = os.path.abspath(d.video_dir)
+        return [r.path for r in sources.list_video_folder(top) if os.path.dirname(r.path) == top], None
+
     def run(self, workdir: str, allow_config_change: bool = False) -> dict:
         """Returns {'written', 'skipped_existing', 'unreadable'}; a re-run skips done videos."""
         del allow_config_change
@@ -91,18 +106,12 @@ class ExtractFeatures(Stage):
         feature_fn = make_feature_fn(graphdef, normalize=cfg.normalize)
         bs = -(-cfg.batch_size // len(local)) * len(local)  # a multiple of the local devices
 
-        if not os.path.isdir(cfg.data.video_dir):
-            raise DataError(f'data.video_dir {cfg.data.video_dir!r} is not a folder')
-        # The official extractor reads the folder's own videos, not its sub-folders
-        # (outputs are named by the video's name).
-        top = os.path.abspath(cfg.data.video_dir)
-        videos = [
-            r.path for r in sources.list_video_folder(top) if os.path.dirname(r.path) == top
-        ]
+        videos, reader = self._videos()
         videos = videos[jax.process_index() :: jax.process_count()]
         counts = {'written': 0, 'skipped_existing': 0, 'unreadable': 0}
         bad = []
-        for i, path in enumerate(videos):
+        for i, video in enumerate(videos):
+            path = getattr(video, 'path', video)
             stem = os.path.splitext(os.path.basename(path))[0]
             dest = os.path.join(out_dir, stem + '.npy')
             if os.path.exists(dest):
@@ -111,8 +120,8 @@ class ExtractFeatures(Stage):
             feats = []
             try:
                 for windows in pipeline.feature_windows(
-                    path, step=cfg.data.step, num_frames=m.num_frames, input_size=m.input_size,
-                    batch_size=bs,
+                    video, step=cfg.data.step, num_frames=m.num_frames, input_size=m.input_size,
+                    batch_size=bs, reader=reader,
                 ):
                     n = windows.shape[0]
                     if n < bs:

