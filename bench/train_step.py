@@ -35,9 +35,10 @@ of them alike; the reported time is the median of ``--repeats`` steps after
 previous one ended, so that no worker's thread pool is still spinning on the
 cores (torch's OpenMP threads busy-wait for a while after a parallel region).
 
-Each ``--jax 'ATTN[+loop] [XLA flags]'`` adds one vmae2 implementation (attention
-implementation ATTN; ``+loop`` runs the blocks as an unrolled Python loop instead of
-the default ``lax.scan``; extra XLA flags for that worker only), so attention
+Each ``--jax 'ATTN[+loop][:DTYPE] [XLA flags]'`` adds one vmae2 implementation
+(attention implementation ATTN; ``+loop`` runs the blocks as an unrolled Python loop
+instead of the default ``lax.scan``; DTYPE the compute dtype, e.g. ``:bfloat16``;
+extra XLA flags for that worker only), so attention
 implementations and compiler flags are compared in the same run. The ratio
 column divides each time by the same-work PyTorch time (``torch-dual`` for
 dual, ``torch-hf-v1`` for v1, ``torch-hf`` for finetune).
@@ -176,8 +177,11 @@ def _row_config(args):
         c = pretrain_configs.pretrain_config(variant)
         if args.row == 'v1':
             c.masking.decoder_mask_type, c.masking.decoder_mask_ratio = 'none', 0.0
-    # 'ATTENTION' or 'ATTENTION+loop' (blocks as a Python loop instead of lax.scan).
-    attention, _, layout = args.attention.partition('+')
+    # 'ATTENTION[+loop][:DTYPE]': +loop runs the blocks as a Python loop instead of
+    # lax.scan; DTYPE is the compute dtype (float32 by default).
+    spec, _, dtype = args.attention.partition(':')
+    attention, _, layout = spec.partition('+')
+    c.dtype = dtype or 'float32'
     c.model.update(
         overrides=dict(overrides), num_frames=frames, input_size=size, attention_impl=attention,
         scan_layers=layout != 'loop',
