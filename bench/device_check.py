@@ -26,6 +26,9 @@ Sections, most important first; each is skipped when the time budget is spent:
 4. `remat`: the remat policies worth trying (dots_saveable, full) for the best
    attention implementation.
 5. `data`: the host data pipeline (bench/data.py) with several worker counts.
+6. `augment`: the device side of data.augment_on='device' (bench/device_augment.py):
+   the jitted pre-training crops and fine-tuning views, ms per clip, on noise frames
+   of 320x568 with real draws.
 
 MFU = 6 x forward MACs (vmae2/models/flops.py, the paper's convention) x clips /
 step time / peak; remat recomputation is not counted.
@@ -302,12 +305,22 @@ def section_data(args, report, budget) -> None:
                             'rows': ' ; '.join(rows)[:400] or out.stderr[-200:]})
 
 
+def section_augment(args, report, budget) -> None:
+    from bench import device_augment
+
+    if budget.left() < 60:
+        return
+    records, reader = device_augment.noise_records()
+    for row in device_augment.cost(records, reader, args.augment_batches, args.augment_videos):
+        report.add('augment', row)
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     ap.add_argument('--out', required=True)
     ap.add_argument('--tiny', action='store_true', help='tiny models: a CPU smoke run')
     ap.add_argument('--budget-s', type=float, default=460)
-    ap.add_argument('--sections', default='matmul,vit_b,depth,remat,data')
+    ap.add_argument('--sections', default='matmul,vit_b,depth,remat,data,augment')
     ap.add_argument('--attentions', default=','.join(ATTENTIONS))
     args = ap.parse_args(argv)
     tiny = args.tiny
@@ -320,6 +333,8 @@ def main(argv=None) -> int:
     args.attentions = args.attentions.split(',')
     args.data_workers = [0] if tiny else [0, 4, 8, 15]
     args.data_clips = 2 if tiny else 48
+    args.augment_videos = 1 if tiny else 32  # 128 pre-training / 64 fine-tuning clips
+    args.augment_batches = 1 if tiny else 5
     budget = Budget(args.budget_s)
     sys.path.insert(0, ROOT)
     from bench import machine
@@ -342,6 +357,7 @@ def main(argv=None) -> int:
         ('depth', lambda: section_depth(args, report, peak, budget, best.get('pretrain', 'recompute'))),
         ('remat', lambda: section_remat(args, report, peak, budget, best)),
         ('data', lambda: section_data(args, report, budget)),
+        ('augment', lambda: section_augment(args, report, budget)),
     ):
         if name not in sections:
             continue

@@ -57,6 +57,19 @@ def tfds_fields(**splits) -> dict:
     )
 
 
+def augment_fields() -> dict:
+    """Where training augmentation runs (README "Augmentation on the device")."""
+    return dict(
+        # host: the official pixels (PIL/cv2 on the host); device: the host only decodes
+        # and draws the parameters (the same draws), vmae2/ops/augment.py applies them in
+        # the train step (within 1-2 levels of the host's pixels, docs/benchmarks.md 13).
+        augment_on='host',
+        # (height, width) the decoded frames travel on with augment_on=device; larger
+        # frames are scaled down to fit (320x576 holds 16:9 frames stored at short side 320)
+        canvas=(320, 576),
+    )
+
+
 def model_config(variant: str) -> ml_collections.ConfigDict:
     return ml_collections.ConfigDict(
         dict(
@@ -103,6 +116,7 @@ def pretrain_config(variant: str) -> ml_collections.ConfigDict:
             num_sample=4,  # scripts: --num_sample 4 repeated augmentation
             worker_count=0,  # grain worker processes (0 = decode in the main process)
             **tfds_fields(),
+            **augment_fields(),
         )
     )
     # Videos per step over all processes (official batch_size x GPUs); the tensor

@@ -9,10 +9,12 @@ Modules, from the bottom up:
   rawframes   JPEG frame folders (SSv2): ``load_rawframes``.
   readers     ``FrameReader``, ``VIDEO_READER``, ``load_frames``.
   sampling    temporal samplers: pre-training, dense, TSN, multi-view test.
-  crops       spatial crops and resizes, boxes ``(top, left, height, width)``.
-  augment     RandAugment, flip, random-erasing boxes, ``train_view``.
-  transforms  per-stage grain transforms: ``PretrainTransform``, ``ClassifyTransform``,
-              ``EvalTransform``.
+  crops       spatial crops and resizes, boxes ``(top, left, height, width)``; the
+              device canvas (``fit_canvas``).
+  augment     RandAugment, flip, random-erasing boxes; ``sample_train_view`` (a view's
+              draws, shared by both paths), ``train_view`` (applied on the host).
+  transforms  per-stage grain transforms: ``PretrainTransform``, ``ClassifyTransform``
+              (``augment_on`` host or device, ``device_layout``), ``EvalTransform``.
   pipeline    the grain graphs: ``make_train_dataset``, ``make_eval_dataset``,
               ``eval_batches_per_process``, ``feature_windows``.
   testing     synthetic test videos and frame folders.

@@ -8,6 +8,9 @@ parameter is drawn once per clip and applied to all its frames.  Sources
   (timm-style, video-aware), via ``video_transforms.create_random_augment``
   (step 1); implemented here from the op definitions with PIL.
 * Horizontal flip: ``horizontal_flip`` in ``spatial_sampling`` (step 3).
+* :func:`sample_train_view` draws every parameter of a view; :func:`train_view`
+  applies them on the host, ``vmae2.ops.augment`` on the device
+  (``augment_on='device'``, :func:`rand_augment_table` carries the ops).
 * Random erasing: ``dataset/random_erasing.py`` ``RandomErasing(cube=True)``
   (step 4).  Here only the box is drawn (``erase_box``: ``int32 [4]`` =
   ``top, left, h, w`` in output-crop pixels, ``h == 0`` meaning no erasing):
@@ -15,7 +18,8 @@ parameter is drawn once per clip and applied to all its frames.  Sources
   must fill the box with fresh ``N(0, 1)`` noise per frame, pixel and channel
   *after* normalisation (:func:`apply_erasing` is the numpy reference).
 
-The RandomResizedCrop between them is ``crops.random_resized_crop``.
+The RandomResizedCrop between them is ``crops.sample_resized_crop_box`` +
+``crops.resized_crop``.
 
 Randomness comes from a ``numpy.random.Generator`` (the official code mixes
 Python ``random`` and ``np.random``): same distributions, different streams.
@@ -30,7 +34,7 @@ from collections.abc import Sequence
 import numpy as np
 from PIL import Image, ImageEnhance, ImageOps
 
-from data_pipelines.crops import check_clip, random_resized_crop
+from data_pipelines.crops import check_clip, resized_crop, sample_resized_crop_box
 
 __all__ = [
     "RAND_AUGMENT_SPEC",
@@ -42,9 +46,12 @@ __all__ = [
     "sample_rand_augment",
     "apply_rand_augment",
     "rand_augment",
-    "horizontal_flip",
+    "draw_flip",
     "sample_erase_box",
     "apply_erasing",
+    "ViewDraw",
+    "sample_train_view",
+    "rand_augment_table",
     "train_view",
 ]
 
@@ -300,15 +307,9 @@ def rand_augment(
     return apply_rand_augment(frames, ops)
 
 
-def horizontal_flip(clip: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """Mirror every frame left-right with probability 1/2 (one draw ``rng.random() < 0.5``).
-
-    Returns:
-      ``uint8 [T, H, W, 3]``: the clip itself or a flipped copy.
-    """
-    if rng.random() < 0.5:
-        return np.ascontiguousarray(clip[:, :, ::-1])
-    return clip
+def draw_flip(rng: np.random.Generator) -> bool:
+    """The flip draw: mirror with probability 1/2 (one ``rng.random() < 0.5``)."""
+    return bool(rng.random() < 0.5)
 
 
 def sample_erase_box(
@@ -379,6 +380,71 @@ def apply_erasing(
     return out
 
 
+@dataclasses.dataclass(frozen=True)
+class ViewDraw:
+    """The random parameters of one fine-tuning view (:func:`sample_train_view`).
+
+    Attributes:
+      ops: the RandAugment ops that fire, in order (empty when RandAugment is off).
+      crop_box: the RandomResizedCrop ``(top, left, h, w)`` in frame pixels.
+      flip: whether the crop is mirrored.
+      erase_box: ``np.int32 [4]`` in crop pixels (``h == 0``: none).
+    """
+
+    ops: list[AugOp]
+    crop_box: tuple[int, int, int, int]
+    flip: bool
+    erase_box: np.ndarray
+
+
+def sample_train_view(
+    rng: np.random.Generator,
+    height: int,
+    width: int,
+    size: int = 224,
+    rand_augment_spec: str | None = RAND_AUGMENT_SPEC,
+    flip: bool = True,
+    reprob: float = 0.25,
+) -> ViewDraw:
+    """Draw one view's parameters in the official order (spec 5.2), for frames of
+    ``height x width``: RandAugment ops (none if ``rand_augment_spec`` is None), the
+    RandomResizedCrop box (``crops.sample_resized_crop_box``; RandAugment keeps the
+    size), the flip if ``flip`` (off for SSv2), the erasing box with probability
+    ``reprob`` (0 disables).  The one sampler of the host and device paths.
+    """
+    ops = []
+    if rand_augment_spec:
+        ops = sample_rand_augment(rng, **parse_rand_augment_spec(rand_augment_spec))
+    box = sample_resized_crop_box(height, width, rng)
+    flipped = flip and draw_flip(rng)
+    if reprob > 0:
+        erase = sample_erase_box(rng, size, size, probability=reprob)
+    else:
+        erase = np.zeros(4, dtype=np.int32)
+    return ViewDraw(ops, box, flipped, erase)
+
+
+def rand_augment_table(ops: Sequence[AugOp], slots: int) -> tuple[np.ndarray, np.ndarray]:
+    """RandAugment ops as the device's fixed-shape table (``vmae2.ops.augment.rand_augment``).
+
+    Returns:
+      ``(int32 [slots], float32 [slots])``: the index of each op in
+      :data:`RAND_INCREASING_OPS` and its argument (0 for AutoContrast, Equalize,
+      Invert), in application order; the slots after the last op hold ``-1`` (none).
+
+    Raises:
+      ValueError: more ops than ``slots``.
+    """
+    if len(ops) > slots:
+        raise ValueError(f"{len(ops)} RandAugment ops do not fit {slots} slots")
+    index = np.full(slots, -1, dtype=np.int32)
+    arg = np.zeros(slots, dtype=np.float32)
+    for i, op in enumerate(ops):
+        index[i] = RAND_INCREASING_OPS.index(op.name)
+        arg[i] = op.args[0] if op.args else 0.0
+    return index, arg
+
+
 def train_view(
     frames: np.ndarray,
     rng: np.random.Generator,
@@ -387,12 +453,11 @@ def train_view(
     flip: bool = True,
     reprob: float = 0.25,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """One training augmentation of a clip, in the official order (spec 5.2).
+    """One training augmentation of a clip on the host, in the official order (spec 5.2).
 
-    RandAugment on the full-resolution frames (skipped if
-    ``rand_augment_spec`` is None) -> RandomResizedCrop to ``size``
-    (``crops.random_resized_crop``) -> :func:`horizontal_flip` if ``flip`` (off
-    for SSv2) -> erasing box with probability ``reprob`` (0 disables).
+    The parameters of :func:`sample_train_view`, applied: RandAugment on the
+    full-resolution frames -> RandomResizedCrop to ``size`` (``crops.resized_crop``,
+    cv2 bilinear) -> flip; the erasing box is returned for the device.
 
     Args:
       frames: ``uint8 [T, H, W, 3]``.
@@ -401,13 +466,8 @@ def train_view(
       ``(uint8 [T, size, size, 3], erase_box int32 [4])``.
     """
     frames = check_clip(frames)
-    if rand_augment_spec:
-        frames = rand_augment(frames, rng, rand_augment_spec)
-    clip, _ = random_resized_crop(frames, rng, size)
-    if flip:
-        clip = horizontal_flip(clip, rng)
-    if reprob > 0:
-        box = sample_erase_box(rng, size, size, probability=reprob)
-    else:
-        box = np.zeros(4, dtype=np.int32)
-    return clip, box
+    draw = sample_train_view(rng, *frames.shape[1:3], size, rand_augment_spec, flip, reprob)
+    clip = resized_crop(apply_rand_augment(frames, draw.ops), draw.crop_box, size)
+    if draw.flip:
+        clip = np.ascontiguousarray(clip[:, :, ::-1])
+    return clip, draw.erase_box

@@ -47,7 +47,9 @@ __all__ = [
     "resize_bilinear",
     "resize_bilinear_reference",
     "sample_resized_crop_box",
+    "resized_crop",
     "random_resized_crop",
+    "fit_canvas",
     "short_side_size",
     "resize_short_side",
     "center_crop",
@@ -316,6 +318,17 @@ def sample_resized_crop_box(
     return (height - h) // 2, (width - w) // 2, h, w
 
 
+def resized_crop(frames: np.ndarray, box: Box, size: int = 224) -> np.ndarray:
+    """Crop ``box = (top, left, h, w)`` of every frame, resized to ``size x size``
+    (:func:`resize_bilinear`, the fine-tuning RandomResizedCrop's resize).
+
+    Returns:
+      ``uint8 [T, size, size, 3]``.
+    """
+    top, left, h, w = box
+    return resize_bilinear(frames[:, top : top + h, left : left + w], size, size)
+
+
 def random_resized_crop(
     frames: np.ndarray, rng: np.random.Generator, size: int = 224, **box_kwargs
 ) -> tuple[np.ndarray, Box]:
@@ -326,8 +339,42 @@ def random_resized_crop(
     """
     frames = check_clip(frames)
     box = sample_resized_crop_box(frames.shape[1], frames.shape[2], rng, **box_kwargs)
-    top, left, h, w = box
-    return resize_bilinear(frames[:, top : top + h, left : left + w], size, size), box
+    return resized_crop(frames, box, size), box
+
+
+# ---------------------------------------------------------------- the device canvas
+
+
+def fit_canvas(frames: np.ndarray, canvas: tuple[int, int]) -> tuple[np.ndarray, tuple[int, int]]:
+    """Frames on a fixed ``canvas = (height, width)``, for augmentation on the device.
+
+    Frames that fit are copied to the top-left corner unchanged (zeros around them),
+    so the device crops the decoded pixels themselves; larger frames are first
+    scaled down to fit, aspect kept: the one resampling the host path does not do.
+    A shrink to 3/4 or more uses cv2 ``INTER_LINEAR``, a stronger one ``INTER_AREA``:
+    measured against the host's crops (tests/device_augment_test.py), linear is as
+    close at 0.9 (mean 0.79 vs 0.80 levels) and 5x faster on non-integer ratios
+    (2.4 vs 13 ms for 16 frames of 640x272), area closer at 0.5 (0.86 vs 1.26).
+
+    Args:
+      frames: ``uint8 [T, H, W, 3]``.
+
+    Returns:
+      ``(uint8 [T, canvas_h, canvas_w, 3], (h, w))``: the canvas and the size the
+      frames take on it (``(H, W)`` when they fit).
+    """
+    frames = check_clip(frames)
+    ch, cw = canvas
+    h, w = frames.shape[1:3]
+    if h > ch or w > cw:
+        s = min(ch / h, cw / w)
+        h, w = max(1, min(ch, round(h * s))), max(1, min(cw, round(w * s)))
+        cv2 = _cv2()
+        interpolation = cv2.INTER_LINEAR if s >= 0.75 else cv2.INTER_AREA
+        frames = np.stack([cv2.resize(f, (w, h), interpolation=interpolation) for f in frames])
+    out = np.zeros((frames.shape[0], ch, cw, 3), dtype=np.uint8)
+    out[:, :h, :w] = frames
+    return out, (h, w)
 
 
 # ---------------------------------------------------------------- evaluation views

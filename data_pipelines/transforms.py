@@ -9,6 +9,12 @@
 * :class:`EvalTransform` (Map): the same datasets in ``mode='validation'`` /
   ``'test'`` (spec 5.4): every view of one video from one decode.
 
+Where the training augmentation runs (``augment_on``): ``'host'`` (default, the
+official pixels) crops and augments here; ``'device'`` only decodes, puts the
+frames on a fixed canvas (``crops.fit_canvas``) and draws the same parameters with
+the same samplers, for ``vmae2.ops.augment`` to apply in the train step
+(:func:`device_layout`: the arrays).
+
 Training transforms replace an unreadable video by one drawn uniformly from
 all records with the element rng (official: a retry with a random index) and
 count it in ``"skipped"``; the eval transform marks its rows ``valid=False``
@@ -34,6 +40,10 @@ from data_pipelines.records import VideoRecord
 
 __all__ = [
     "MAX_CONSECUTIVE_FAILURES",
+    "AUGMENT_ON",
+    "DEFAULT_CANVAS",
+    "RAND_AUGMENT_SLOTS",
+    "device_layout",
     "PretrainTransform",
     "ClassifyTransform",
     "EvalTransform",
@@ -42,6 +52,42 @@ __all__ = [
 logger = logging.getLogger("data_pipelines")
 
 MAX_CONSECUTIVE_FAILURES = 100
+AUGMENT_ON = ("host", "device")
+# Holds the stored 16:9 (320x568) and 4:3 Kinetics frames and the 240-px datasets
+# unscaled; larger frames are scaled down to fit.
+DEFAULT_CANVAS = (320, 576)
+RAND_AUGMENT_SLOTS = augment.parse_rand_augment_spec(augment.RAND_AUGMENT_SPEC)["num_ops"]
+
+
+def device_layout(
+    videos: int, num_sample: int, num_frames: int, canvas: Sequence[int], labelled: bool
+) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
+    """``{key: (shape, dtype)}`` of a batch of ``videos`` videos with ``augment_on='device'``.
+
+    Per video: ``frames`` (the canvas), ``frame_hw`` (decoded size), ``canvas_hw`` (the
+    part the frames fill); per row (``num_sample`` a video, consecutive):
+    ``crop_box`` (decoded pixels); ``labelled`` (fine-tuning) adds ``flip``,
+    ``ra_op`` / ``ra_arg`` (``augment.rand_augment_table``), ``label`` and
+    ``erase_box``.  ``skipped`` is not included.
+    """
+    rows = videos * num_sample
+    out = {
+        "frames": ((videos, num_frames, *canvas, 3), np.dtype(np.uint8)),
+        "frame_hw": ((videos, 2), np.dtype(np.int32)),
+        "canvas_hw": ((videos, 2), np.dtype(np.int32)),
+        "crop_box": ((rows, 4), np.dtype(np.int32)),
+    }
+    if labelled:
+        out.update(
+            flip=((rows,), np.dtype(bool)),
+            ra_op=((rows, RAND_AUGMENT_SLOTS), np.dtype(np.int32)),
+            ra_arg=((rows, RAND_AUGMENT_SLOTS), np.dtype(np.float32)),
+            label=((rows,), np.dtype(np.int32)),
+            erase_box=((rows, 4), np.dtype(np.int32)),
+        )
+    return out
+
+
 _READ_ERRORS = (VideoDecodeError, av.FFmpegError, OSError)
 
 
@@ -59,13 +105,29 @@ class _TrainTransform(grain.transforms.RandomMap):
     input_size: int = 224
     num_sample: int = 1
     reader: FrameReader = VIDEO_READER
+    augment_on: str = "host"
+    canvas: tuple[int, int] = DEFAULT_CANVAS
 
     def __post_init__(self):
         if not self.records:
             raise ValueError("records is empty")
         if self.num_sample < 1:
             raise ValueError(f"num_sample must be >= 1, got {self.num_sample}")
+        if self.augment_on not in AUGMENT_ON:
+            raise ValueError(f"augment_on must be one of {AUGMENT_ON}, got {self.augment_on!r}")
+        if len(self.canvas) != 2 or min(self.canvas) < 1:
+            raise ValueError(f"canvas must be (height, width) > 0, got {self.canvas!r}")
         self.records = list(self.records)
+        self.canvas = tuple(int(v) for v in self.canvas)
+
+    def _on_canvas(self, frames: np.ndarray) -> dict[str, np.ndarray]:
+        """The per-video arrays of ``augment_on='device'`` (a leading axis of 1)."""
+        canvas, hw = crops.fit_canvas(frames, self.canvas)
+        return {
+            "frames": canvas[None],
+            "frame_hw": np.array([frames.shape[1:3]], dtype=np.int32),
+            "canvas_hw": np.array([hw], dtype=np.int32),
+        }
 
     def _read(
         self,
@@ -106,7 +168,9 @@ class PretrainTransform(_TrainTransform):
     Official pre-training temporal sampling (``sampling.pretrain_frame_indices``)
     of a video file or raw-frame folder, read once, then ``num_sample``
     independent ``crops.multi_scale_crop`` of the same frames (official
-    repeated augmentation ``--num_sample``).
+    repeated augmentation ``--num_sample``).  With ``augment_on='device'`` the
+    output is :func:`device_layout` (one video, ``labelled=False``): the frames on
+    the canvas and the ``crops.sample_crop`` boxes the host would have cropped.
 
     Args:
       records: all records, the pool replacements are drawn from.
@@ -114,9 +178,11 @@ class PretrainTransform(_TrainTransform):
       input_size: crop side S in pixels (224).
       num_sample: crops per decoded clip (official 4 in the scripts).
       reader: how videos are read (``readers.VIDEO_READER`` or a stored split's reader).
+      augment_on: ``'host'`` or ``'device'`` (module docstring).
+      canvas: ``(height, width)`` of the device canvas (``crops.fit_canvas``).
 
     Raises:
-      ValueError: empty records or ``num_sample < 1``.
+      ValueError: empty records, ``num_sample < 1``, a bad ``augment_on`` or canvas.
       RuntimeError: (when mapping) ``MAX_CONSECUTIVE_FAILURES`` unreadable videos in a row.
     """
 
@@ -128,6 +194,14 @@ class PretrainTransform(_TrainTransform):
                 n, self.num_frames, self.sampling_rate, rng, path=record.path
             ),
         )
+        if self.augment_on == "device":
+            h, w = frames.shape[1:3]
+            boxes = [crops.sample_crop(h, w, rng, self.input_size) for _ in range(self.num_sample)]
+            return {
+                **self._on_canvas(frames),
+                "crop_box": np.array(boxes, dtype=np.int32),
+                "skipped": np.int32(skipped),
+            }
         video = np.stack(
             [crops.multi_scale_crop(frames, rng, self.input_size) for _ in range(self.num_sample)]
         )
@@ -149,7 +223,10 @@ class ClassifyTransform(_TrainTransform):
 
     One clip (``sampling.clip_indices``, mode train) read once, then
     ``num_sample`` independent ``augment.train_view`` of it (official repeated
-    augmentation, spec 5.1); a replacement record brings its own label.
+    augmentation, spec 5.1); a replacement record brings its own label.  With
+    ``augment_on='device'`` the output is :func:`device_layout` (one video,
+    ``labelled=True``): the frames on the canvas and each view's
+    ``augment.sample_train_view`` draws.
 
     Args:
       records: all records, the pool replacements are drawn from.
@@ -162,9 +239,12 @@ class ClassifyTransform(_TrainTransform):
       flip: horizontal flip with p=0.5 (official: off for SSv2).
       reprob: random-erasing probability (0.25; 0 gives all-zero boxes).
       reader: how videos are read (``readers.VIDEO_READER`` or a stored split's reader).
+      augment_on: ``'host'`` or ``'device'`` (module docstring).
+      canvas: ``(height, width)`` of the device canvas (``crops.fit_canvas``).
 
     Raises:
-      ValueError: empty records, ``num_sample < 1`` or an unknown sampler.
+      ValueError: empty records, ``num_sample < 1``, an unknown sampler, a bad
+        ``augment_on`` or canvas.
       RuntimeError: (when mapping) ``MAX_CONSECUTIVE_FAILURES`` unreadable videos in a row.
     """
 
@@ -187,13 +267,31 @@ class ClassifyTransform(_TrainTransform):
             ),
         )
         spec = augment.RAND_AUGMENT_SPEC if self.rand_augment else None
+        labels = np.full(self.num_sample, record.label, dtype=np.int32)
+        if self.augment_on == "device":
+            h, w = frames.shape[1:3]
+            draws = [
+                augment.sample_train_view(rng, h, w, self.input_size, spec, self.flip, self.reprob)
+                for _ in range(self.num_sample)
+            ]
+            tables = [augment.rand_augment_table(d.ops, RAND_AUGMENT_SLOTS) for d in draws]
+            return {
+                **self._on_canvas(frames),
+                "crop_box": np.array([d.crop_box for d in draws], dtype=np.int32),
+                "flip": np.array([d.flip for d in draws], dtype=bool),
+                "ra_op": np.stack([t[0] for t in tables]),
+                "ra_arg": np.stack([t[1] for t in tables]),
+                "label": labels,
+                "erase_box": np.stack([d.erase_box for d in draws]).astype(np.int32),
+                "skipped": np.int32(skipped),
+            }
         views = [
             augment.train_view(frames, rng, self.input_size, spec, self.flip, self.reprob)
             for _ in range(self.num_sample)
         ]
         return {
             "video": np.stack([v for v, _ in views]),
-            "label": np.full(self.num_sample, record.label, dtype=np.int32),
+            "label": labels,
             "erase_box": np.stack([b for _, b in views]).astype(np.int32),
             "skipped": np.int32(skipped),
         }

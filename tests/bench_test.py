@@ -57,13 +57,25 @@ def test_data_bench_tiny():
             'pretrain',
             '--formats',
             'raw,tfds,decode',
+            '--augment-on',
+            'host,device',
             '--profile',
         ]
     )
     assert '| pipeline | format |' in out
-    assert '| pretrain | tfds | 0 |' in out, out
-    assert '| vit_g | 45% (goal) | pretrain |' in out, out
+    assert '| pretrain | tfds | host | 0 |' in out, out
+    assert '| pretrain | tfds | device | 0 |' in out, out
+    assert '| vit_g | 45% (goal) | pretrain | device |' in out, out
     assert '| RandAugment rand-m7-n4-mstd0.5-inc1 (one view) |' in out, out
+    assert '| device: frames onto the 320x576 canvas (one decode) |' in out, out
+
+
+def test_device_augment_bench_tiny():
+    out = _run(['bench/device_augment.py', '--videos', 'test', '--clips', '1', '--batches', '1'])
+    assert '| op ShearX |' in out, out
+    assert '| what | mean | max | fraction that differs | fraction off by more than 1 |' in out, out
+    assert '| ClassifyTransform (2 views: RandAugment, RandomResizedCrop, flip) |' in out, out
+    assert '| multi-scale crops (pre-training) | 16 |' in out, out
 
 
 def test_device_check_tiny_runs_every_section_on_cpu(tmp_path):
@@ -73,7 +85,7 @@ def test_device_check_tiny_runs_every_section_on_cpu(tmp_path):
 
     out = _run(
         ['bench/device_check.py', '--tiny', '--out', str(tmp_path), '--attentions',
-         'recompute,cudnn', '--sections', 'matmul,vit_b,depth,data'],
+         'recompute,cudnn', '--sections', 'matmul,vit_b,depth,data,augment'],
         timeout=600,
     )
     assert 'device check: machine:' in open(tmp_path / 'device_check.md').read()
@@ -85,6 +97,8 @@ def test_device_check_tiny_runs_every_section_on_cpu(tmp_path):
     assert any('cuDNN' in r.get('error', '') for r in report['vit_b'])
     assert report['depth'][0]['model'] == 'vit_g' and report['depth'][0]['mfu_full'] > 0
     assert report['data'][0]['status'] == 0, report['data']
+    assert [r['clips'] for r in report['augment']] == [4, 2], report['augment']
+    assert all(r['ms_per_clip'] > 0 for r in report['augment']), report['augment']
     assert 'summary' in report, out
 
 

@@ -136,12 +136,9 @@ class FixedUniform:
         return self.u
 
 
-def test_horizontal_flip_is_one_draw_below_one_half():
-    clip = noise_clip(t=3, h=8, w=6)
-    np.testing.assert_array_equal(
-        augment.horizontal_flip(clip, FixedUniform(0.49)), clip[:, :, ::-1]
-    )
-    assert augment.horizontal_flip(clip, FixedUniform(0.5)) is clip
+def test_flip_is_one_draw_below_one_half():
+    assert augment.draw_flip(FixedUniform(0.49)) is True
+    assert augment.draw_flip(FixedUniform(0.5)) is False
     assert augment.RAND_AUGMENT_SPEC == "rand-m7-n4-mstd0.5-inc1"  # official --aa
 
 

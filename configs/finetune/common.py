@@ -63,6 +63,7 @@ def finetune_config(variant: str) -> ml_collections.ConfigDict:
             read_threads=4,  # eval videos decoded in parallel threads
             # replaces data_path: validation and the test protocol read tfds_eval_split
             **common.tfds_fields(tfds_eval_split='val'),
+            **common.augment_fields(),
         )
     )
     c.augment = ml_collections.ConfigDict(

@@ -12,6 +12,7 @@ import dataclasses
 import functools
 import logging
 import os
+from collections.abc import Callable
 
 import grain
 import jax
@@ -19,6 +20,7 @@ import jax
 from data_pipelines import pipeline
 from data_pipelines import readers
 from data_pipelines import sources
+from data_pipelines import transforms
 from data_pipelines.records import VideoRecord
 from vmae2.errors import ConfigError
 from vmae2.errors import DataError
@@ -39,8 +41,57 @@ def per_process(count: int, what: str) -> int:
     return count // n
 
 
+def augment_on(cfg) -> str:
+    """Where training augmentation runs: config.data.augment_on, 'host' (the default,
+    the official pixels) or 'device' (vmae2/ops/augment.py inside the train step;
+    README "Augmentation on the device").
+
+    Raises:
+      ConfigError: another value, or a canvas that is not two positive sizes.
+    """
+    d = cfg.data
+    where = d.get('augment_on', 'host')
+    if where not in transforms.AUGMENT_ON:
+        raise ConfigError(
+            f"data.augment_on={where!r}: choose 'host' (faithful, the default) or 'device'"
+        )
+    if where == 'device':
+        canvas(cfg)
+    return where
+
+
+def canvas(cfg) -> tuple[int, int]:
+    """config.data.canvas, the (height, width) frames travel on with augment_on='device'.
+
+    Raises:
+      ConfigError: not two positive sizes.
+    """
+    value = tuple(cfg.data.get('canvas', transforms.DEFAULT_CANVAS))
+    if len(value) != 2 or min(value) < 1:
+        raise ConfigError(f'data.canvas={value!r}: give (height, width) in pixels, e.g. (320, 576)')
+    return value
+
+
+def device_batch_spec(
+    cfg, clips: int, num_frames: int, labelled: bool
+) -> dict[str, jax.ShapeDtypeStruct]:
+    """The step's batch with augment_on='device' (data_pipelines.transforms.device_layout)."""
+    k = int(cfg.data.get('num_sample', 1))
+    layout = transforms.device_layout(clips // k, k, num_frames, canvas(cfg), labelled)
+    return {key: jax.ShapeDtypeStruct(shape, dtype) for key, (shape, dtype) in layout.items()}
+
+
+def device_views(cfg, views, keys) -> Callable[[dict], jax.Array]:
+    """batch -> uint8 clips: `views(batch)` (vmae2/ops/augment.py) on each device's
+    videos, reading `keys` of the batch."""
+    run = sharding.per_shard(views, sharding.mesh_from_config(cfg.mesh))
+    return lambda batch: run({k: batch[k] for k in keys})
+
+
 def check_batch_fits(cfg, mesh, clips_per_step: int) -> None:
-    """A step's clips must split over the batch devices and the micro-batches.
+    """A step's clips must split over the batch devices and the micro-batches; with
+    augment_on='device' its videos must split over the devices too (the frames travel
+    once per video).
 
     Raises:
       ConfigError: naming batch_size, num_sample, grad_accum_steps and the mesh.
@@ -50,6 +101,12 @@ def check_batch_fits(cfg, mesh, clips_per_step: int) -> None:
     for a in axes:
         devices *= mesh.shape[a]
     micro = cfg.get('grad_accum_steps', 1)
+    if augment_on(cfg) == 'device' and cfg.batch_size % devices:
+        raise ConfigError(
+            f'data.augment_on=device sends each video once: batch_size {cfg.batch_size} videos '
+            f'must split over the {devices} batch devices (mesh {dict(mesh.shape)}); choose a '
+            f'multiple of {devices}'
+        )
     if clips_per_step % (devices * micro):
         raise ConfigError(
             f'a step has batch_size x num_sample = {clips_per_step} clips, which does not split '

@@ -1,7 +1,9 @@
 """The shared half of the stages that train on labelled videos (fine-tuning,
 distillation): labelled lists, the official augmentation (host transform +
-device-side erasing and mixup), the un-mixed top-1, and the validation and test
-evaluators. A stage subclasses `SupervisedStage` and adds its model and loss.
+device-side erasing and mixup; with data.augment_on='device' RandAugment, the
+RandomResizedCrop and the flip run on the device too), the un-mixed top-1, and the
+validation and test evaluators. A stage subclasses `SupervisedStage` and adds its model
+and loss.
 """
 
 from __future__ import annotations
@@ -12,12 +14,18 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from data_pipelines import augment
 from data_pipelines import transforms
 from vmae2.core import data
 from vmae2.core import evaluation
 from vmae2.core.stage import Stage
+from vmae2.ops import augment as device_augment
 from vmae2.ops import mixup
 from vmae2.weights import surgery
+
+
+# What the device views read (data_pipelines.transforms.device_layout).
+VIEW_KEYS = ('frames', 'frame_hw', 'canvas_hw', 'crop_box', 'flip', 'ra_op', 'ra_arg')
 
 
 def mixup_config(cfg) -> mixup.MixupConfig:
@@ -52,24 +60,41 @@ class SupervisedStage(Stage):
         return self.labelled.train
 
     def train_transform(self, records):
-        """Decode, RandAugment, RandomResizedCrop, flip, erasing box (spec 5.2, on the host)."""
+        """Decode, RandAugment, RandomResizedCrop, flip, erasing box (spec 5.2, on the
+        host; with augment_on='device' only the decode and the draws)."""
         d, m = self.cfg.data, self.model_cfg
         return transforms.ClassifyTransform(
             records, num_frames=m.num_frames, sampling_rate=d.sampling_rate,
             input_size=m.input_size, num_sample=d.num_sample, sampler=d.sampler,
             rand_augment=d.rand_augment, flip=d.flip, reprob=d.reprob,
-            reader=data.reader(self.cfg),
+            reader=data.reader(self.cfg), augment_on=data.augment_on(self.cfg),
+            canvas=data.canvas(self.cfg),
         )
 
     def batch_spec(self, clips):
+        if data.augment_on(self.cfg) == 'device':
+            return data.device_batch_spec(self.cfg, clips, self.model_cfg.num_frames, labelled=True)
         return {
             **super().batch_spec(clips),
             'label': jax.ShapeDtypeStruct((clips,), np.int32),
             'erase_box': jax.ShapeDtypeStruct((clips, 4), np.int32),
         }
 
+    def clips(self, batch) -> jax.Array:
+        """The batch's uint8 views: as they came, or made here on each device's videos
+        (augment_on='device': RandAugment, RandomResizedCrop, flip)."""
+        if 'video' in batch:
+            return batch['video']
+        size = self.model_cfg.input_size
+
+        def views(b):
+            return device_augment.finetune_views(b, size, augment.RAND_INCREASING_OPS)
+
+        return data.device_views(self.cfg, views, VIEW_KEYS)(batch)
+
     def prepare(self, rng, batch):
         """Normalise, erase, mix (spec 5.2, on the device); keeps the un-mixed labels."""
+        batch = {**batch, 'video': self.clips(batch)}
         x, y, info = mixup.augment_batch(rng, batch, self.num_classes, self.mix)
         return {'x': x, 'targets': y, 'label': batch['label']}, {'mixup_lam': info['lam']}
 

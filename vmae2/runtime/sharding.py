@@ -75,6 +75,17 @@ def batch_sharding(mesh) -> NamedSharding:
     return NamedSharding(mesh, P(batch_axes(mesh)))
 
 
+def per_shard(fn, mesh):
+    """`fn` on each device's rows of batch-sharded arrays (shard_map over the batch axes).
+
+    For per-row work that loops (lax.map): under plain jit the partitioner cannot
+    split a loop over the sharded batch axis and would gather the batch on every
+    device. Every input and output is split along its leading axis.
+    """
+    spec = P(batch_axes(mesh))
+    return jax.shard_map(fn, mesh=mesh, in_specs=spec, out_specs=spec, check_vma=False)
+
+
 def replicated(mesh) -> NamedSharding:
     return NamedSharding(mesh, P())
 

@@ -1,7 +1,9 @@
 """Self-supervised dual-masking pre-training (official run_mae_pretraining.py +
 engine_for_pretraining.py; spec sections 2-4).
 
-Per step, on the device: masks from the step key (tube for the encoder, running
+Per step, on the device: with data.augment_on='device' the multi-scale crops of
+the decoded frames (vmae2/ops/augment.py; the host only decodes and draws the
+boxes); masks from the step key (tube for the encoder, running
 cell for the decoder, as fixed-size index arrays), ImageNet normalisation, the
 encoder on the visible tokens, the decoder on visible + kept mask tokens, and
 the MSE on per-patch normalised pixels of the tokens that are encoder-masked and
@@ -31,11 +33,16 @@ from vmae2.core.stage import Stage
 from vmae2.errors import ConfigError
 from vmae2.errors import DataError
 from vmae2.models.pretrain import PretrainModel
+from vmae2.ops import augment
 from vmae2.ops import losses
 from vmae2.ops import masking
 from vmae2.ops import targets
 from vmae2.runtime import sharding
 from vmae2.weights import surgery
+
+
+# What the device crops read (data_pipelines.transforms.device_layout).
+CROP_KEYS = ('frames', 'frame_hw', 'canvas_hw', 'crop_box')
 
 
 def mask_spec(cfg, grid) -> masking.MaskSpec:
@@ -123,17 +130,37 @@ class Pretrain(Stage):
     def train_records(self):
         return video_records(self.cfg)
 
-    def train_transform(self, records):
+    def train_transform(self, records, augment_on: str | None = None):
+        """Decode + multi-scale crops; `augment_on` (default data.augment_on) 'device'
+        leaves the crops to `prepare`."""
         m, d = self.model_cfg, self.cfg.data
         return transforms.PretrainTransform(
             records, num_frames=m.num_frames, sampling_rate=d.sampling_rate,
             input_size=m.input_size, num_sample=d.num_sample, reader=data.reader(self.cfg),
+            augment_on=augment_on or data.augment_on(self.cfg), canvas=data.canvas(self.cfg),
         )
 
+    def batch_spec(self, clips):
+        if data.augment_on(self.cfg) == 'host':
+            return super().batch_spec(clips)
+        return data.device_batch_spec(self.cfg, clips, self.model_cfg.num_frames, labelled=False)
+
+    def _crops(self, batch) -> jax.Array:
+        return augment.pretrain_views(batch, self.model_cfg.input_size)
+
+    def clips(self, batch) -> jax.Array:
+        """The batch's uint8 clips: as they came, or cropped here on each device's
+        videos (augment_on='device')."""
+        if 'video' in batch:
+            return batch['video']
+        return data.device_views(self.cfg, self._crops, CROP_KEYS)(batch)
+
     def prepare(self, rng, batch):
-        """Masks for the whole batch: encoder-visible and decoder indices, loss weight."""
-        visible, decode, weight = masking.sample_masks(rng, self.masks, batch['video'].shape[0])
-        return {'video': batch['video'], 'visible': visible, 'decode': decode, 'weight': weight}, {}
+        """The clips; masks for the whole batch: encoder-visible and decoder indices, loss
+        weight."""
+        video = self.clips(batch)
+        visible, decode, weight = masking.sample_masks(rng, self.masks, video.shape[0])
+        return {'video': video, 'visible': visible, 'decode': decode, 'weight': weight}, {}
 
     def loss(self, model, batch, rng, frozen):
         """Sum of the official masked MSE over the weighted tokens, and their count."""
@@ -159,12 +186,16 @@ class Pretrain(Stage):
         if self.cfg.normalize_target:
             p = m.tubelet_size * m.patch_size**2
             return (p - 1) / p
-        x = targets.normalize(jnp.asarray(batch['video']))
+        if 'video' in batch:
+            video = jnp.asarray(batch['video'])
+        else:  # this process's videos, cropped without the mesh
+            video = jax.jit(self._crops)({k: batch[k] for k in CROP_KEYS})
+        x = targets.normalize(video)
         t = targets.pixel_targets(x, m.patch_size, m.tubelet_size, False)
         return float(jnp.mean(jnp.square(t)))
 
     def evaluators(self, exp, workdir):
-        clip = self.train_transform(exp.records).random_map(
+        clip = self.train_transform(exp.records, augment_on='host').random_map(
             exp.records[0], np.random.default_rng(self.cfg.seed)
         )['video'][0]
         out = [ReconstructionPicture(self, exp, clip, self.cfg.vis_every)]
