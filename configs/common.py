@@ -36,7 +36,7 @@ def probe_config() -> ml_collections.ConfigDict:
             train_list='',  # fine-tuning list format: `path label` per line
             val_list='',
             data_root='',  # joined in front of the lists' paths
-            every=0,  # steps between probes during pre-training (0: only at the end)
+            every=0,  # steps between probes during pre-training (always: step 0, the end)
             k=20,  # neighbours that vote (DINO eval_knn default)
             temperature=0.07,  # vote weight exp(cosine / T) (DINO default)
             batch_size=32,  # clips per feature step over all processes

@@ -18,6 +18,7 @@ Modules, from the bottom up:
   pipeline    the grain graphs: ``make_train_dataset``, ``make_eval_dataset``,
               ``eval_batches_per_process``, ``feature_windows``.
   testing     synthetic test videos and frame folders.
+  synthetic   made labelled videos with a known answer ("shapes in motion", 8 classes).
   datasets    the video datasets as TFDS datasets: layouts as shipped, K710, the one
               stored format (JPEG frames) and its reader, the builders.
 

@@ -405,17 +405,20 @@ def sample_train_view(
     rand_augment_spec: str | None = RAND_AUGMENT_SPEC,
     flip: bool = True,
     reprob: float = 0.25,
+    crop_scale: tuple[float, float] = (0.08, 1.0),
 ) -> ViewDraw:
     """Draw one view's parameters in the official order (spec 5.2), for frames of
     ``height x width``: RandAugment ops (none if ``rand_augment_spec`` is None), the
     RandomResizedCrop box (``crops.sample_resized_crop_box``; RandAugment keeps the
     size), the flip if ``flip`` (off for SSv2), the erasing box with probability
     ``reprob`` (0 disables).  The one sampler of the host and device paths.
+    ``crop_scale``: the crop's area range as fractions of the frame (official
+    (0.08, 1.0); ``(1.0, 1.0)`` keeps the whole frame at a random aspect).
     """
     ops = []
     if rand_augment_spec:
         ops = sample_rand_augment(rng, **parse_rand_augment_spec(rand_augment_spec))
-    box = sample_resized_crop_box(height, width, rng)
+    box = sample_resized_crop_box(height, width, rng, scale=tuple(crop_scale))
     flipped = flip and draw_flip(rng)
     if reprob > 0:
         erase = sample_erase_box(rng, size, size, probability=reprob)
@@ -452,6 +455,7 @@ def train_view(
     rand_augment_spec: str | None = RAND_AUGMENT_SPEC,
     flip: bool = True,
     reprob: float = 0.25,
+    crop_scale: tuple[float, float] = (0.08, 1.0),
 ) -> tuple[np.ndarray, np.ndarray]:
     """One training augmentation of a clip on the host, in the official order (spec 5.2).
 
@@ -466,7 +470,9 @@ def train_view(
       ``(uint8 [T, size, size, 3], erase_box int32 [4])``.
     """
     frames = check_clip(frames)
-    draw = sample_train_view(rng, *frames.shape[1:3], size, rand_augment_spec, flip, reprob)
+    draw = sample_train_view(
+        rng, *frames.shape[1:3], size, rand_augment_spec, flip, reprob, crop_scale
+    )
     clip = resized_crop(apply_rand_augment(frames, draw.ops), draw.crop_box, size)
     if draw.flip:
         clip = np.ascontiguousarray(clip[:, :, ::-1])

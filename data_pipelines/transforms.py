@@ -238,6 +238,8 @@ class ClassifyTransform(_TrainTransform):
       rand_augment: RandAugment ``augment.RAND_AUGMENT_SPEC`` on/off.
       flip: horizontal flip with p=0.5 (official: off for SSv2).
       reprob: random-erasing probability (0.25; 0 gives all-zero boxes).
+      crop_scale: RandomResizedCrop area range, fractions of the frame (official
+        (0.08, 1.0), hard-coded there).
       reader: how videos are read (``readers.VIDEO_READER`` or a stored split's reader).
       augment_on: ``'host'`` or ``'device'`` (module docstring).
       canvas: ``(height, width)`` of the device canvas (``crops.fit_canvas``).
@@ -253,9 +255,13 @@ class ClassifyTransform(_TrainTransform):
     rand_augment: bool = True
     flip: bool = True
     reprob: float = 0.25
+    crop_scale: tuple[float, float] = (0.08, 1.0)
 
     def __post_init__(self):
         sampling.check_sampler(self.sampler)
+        lo, hi = self.crop_scale
+        if not 0 < lo <= hi <= 1:
+            raise ValueError(f"crop_scale must be 0 < min <= max <= 1, got {self.crop_scale!r}")
         super().__post_init__()
 
     def random_map(self, element: VideoRecord, rng: np.random.Generator) -> dict[str, np.ndarray]:
@@ -271,7 +277,9 @@ class ClassifyTransform(_TrainTransform):
         if self.augment_on == "device":
             h, w = frames.shape[1:3]
             draws = [
-                augment.sample_train_view(rng, h, w, self.input_size, spec, self.flip, self.reprob)
+                augment.sample_train_view(
+                    rng, h, w, self.input_size, spec, self.flip, self.reprob, self.crop_scale
+                )
                 for _ in range(self.num_sample)
             ]
             tables = [augment.rand_augment_table(d.ops, RAND_AUGMENT_SLOTS) for d in draws]
@@ -286,7 +294,9 @@ class ClassifyTransform(_TrainTransform):
                 "skipped": np.int32(skipped),
             }
         views = [
-            augment.train_view(frames, rng, self.input_size, spec, self.flip, self.reprob)
+            augment.train_view(
+                frames, rng, self.input_size, spec, self.flip, self.reprob, self.crop_scale
+            )
             for _ in range(self.num_sample)
         ]
         return {

@@ -202,6 +202,24 @@ def test_resized_crop_box_bounds_and_fallback():
     assert crops.sample_resized_crop_box(100, 120, rng, tries=0) == (0, 0, 100, 120)
 
 
+def test_crop_scale_reaches_the_view_sampler():
+    """data.crop_scale: the area range of the box sample_train_view draws."""
+    from data_pipelines import augment
+
+    rng = np.random.default_rng(1)
+    # (1, 1) on a square frame: only aspect 1 fits, else the centre fallback (whole frame).
+    for _ in range(50):
+        draw = augment.sample_train_view(rng, 48, 48, 32, None, False, 0.0, (1.0, 1.0))
+        assert draw.crop_box == (0, 0, 48, 48)
+    areas = [
+        np.prod(augment.sample_train_view(rng, 240, 320, 32, None, False, 0.0, (0.5, 1.0)).crop_box[2:])
+        for _ in range(300)
+    ]
+    # Rounding of w and h moves the area by under 1 % at these sizes.
+    assert 0.5 * 0.99 * 240 * 320 <= min(areas) and max(areas) <= 240 * 320
+    assert min(areas) < 0.6 * 240 * 320  # the low end is reached
+
+
 def test_random_resized_crop_same_box_all_frames():
     clip = noise_clip(t=3, h=48, w=64)
     out, (top, left, h, w) = crops.random_resized_crop(clip, np.random.default_rng(5), 32)

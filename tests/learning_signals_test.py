@@ -81,5 +81,7 @@ def test_a_pretraining_run_logs_the_baseline_and_a_finite_probe(video_dir, tmp_p
     rows = [json.loads(line) for line in open(os.path.join(work, 'metrics.jsonl'))]
     assert rows[0] == {'step': 0, 'loss_baseline': pytest.approx(127 / 128)}
     probe = [r for r in rows if 'probe_knn_top1' in r]
-    assert len(probe) == 1 and 0.0 <= probe[0]['probe_knn_top1'] <= 100.0
-    assert out['probe_knn_top1'] == probe[0]['probe_knn_top1']
+    # Step 0 (the random-init reference) and the end.
+    assert [r['step'] for r in probe] == [0, 2]
+    assert all(0.0 <= r['probe_knn_top1'] <= 100.0 for r in probe)
+    assert out['probe_knn_top1'] == probe[-1]['probe_knn_top1']

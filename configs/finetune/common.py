@@ -54,9 +54,13 @@ def finetune_config(variant: str) -> ml_collections.ConfigDict:
             sampler='dense',  # dense (Kinetics/UCF/HMDB) | tsn (SSv2), spec 5.3
             sampling_rate=4,  # official --sampling_rate 4
             num_sample=2,  # official --num_sample 2 (repeated augmentation)
+            train_subset=0,  # >0: train on this many videos, classes in turn (0 = all)
             rand_augment=True,  # official --aa rand-m7-n4-mstd0.5-inc1
             flip=True,  # official: flip except --data_set SSV2
             reprob=0.25,  # official --reprob 0.25 (--remode pixel --recount 1)
+            # RandomResizedCrop area range (official: (0.08, 1.0) hard-coded in
+            # video_classification.py); (1.0, 1.0) keeps the whole frame
+            crop_scale=(0.08, 1.0),
             test_num_segment=5,  # scripts: --test_num_segment 5 (SSv2: 2); default 10
             test_num_crop=3,  # official --test_num_crop 3
             worker_count=0,  # grain worker processes (0 = decode in the main process)
@@ -104,6 +108,7 @@ def finetune_config(variant: str) -> ml_collections.ConfigDict:
     c.keep_checkpoints = 3
     c.eval_every = 0  # steps between 1-view validations (0: none during training)
     c.final_test = True  # full test protocol at the end (spec 5.4)
+    c.fit_check = False  # at the end, top-1 on the training videos (configs/finetune/fit_check.py)
     c.script = ''  # the official script the numbers come from
     return c
 
@@ -145,6 +150,31 @@ def apply_script(c: ml_collections.ConfigDict, s: Script) -> ml_collections.Conf
         c.model.remat_policy = 'full'
     c.script = s.name
     return c
+
+
+def unregularised(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+    """Every augmentation and regulariser off (the fit check): RandAugment, flip, erasing,
+    mixup, cutmix, label smoothing, drop path, layer decay; the crop keeps the whole
+    frame (data.crop_scale (1, 1)); the head starts at the standard init (init_scale 1:
+    the official 0.001 was measured to slow fitting, docs/learning.md)."""
+    c.data.update(rand_augment=False, flip=False, reprob=0.0, crop_scale=(1.0, 1.0))
+    c.augment.update(mixup=0.0, cutmix=0.0, smoothing=0.0)
+    c.model.update(drop_path_rate=0.0, init_scale=1.0)
+    c.optim.layer_decay = 1.0
+    return c
+
+
+def small_data(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+    """The small-dataset variant (hundreds of videos; docs/learning.md measures it):
+    mixup and cutmix off, the crop at least SMALL_CROP_MIN of the frame, more epochs."""
+    c.data.crop_scale = (SMALL_CROP_MIN, 1.0)
+    c.augment.update(mixup=0.0, cutmix=0.0)
+    c.optim.epochs = SMALL_EPOCHS
+    return c
+
+
+SMALL_CROP_MIN = 0.4
+SMALL_EPOCHS = 100
 
 
 def ssv2(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:

@@ -211,10 +211,27 @@ def _read_list(d, split: str) -> list[VideoRecord]:
     return records
 
 
+def class_balanced_subset(records: list[VideoRecord], n: int) -> list[VideoRecord]:
+    """The first `n` records taken in turn from each class (classes by label, videos in
+    list order), returned in list order; all of them if `n` <= 0 or exceeds their number."""
+    if n <= 0 or n >= len(records):
+        return records
+    by_class: dict[int, list[int]] = {}
+    for i, r in enumerate(records):
+        by_class.setdefault(r.label, []).append(i)
+    queues = [by_class[label] for label in sorted(by_class)]
+    chosen: list[int] = []
+    for rank in range(max(map(len, queues))):
+        chosen += [q[rank] for q in queues if rank < len(q)]
+    return [records[i] for i in sorted(chosen[:n])]
+
+
 def labelled_data(cfg, *, need_train: bool = True, checkpoint_classes: int | None = None):
     """The labelled videos: a TFDS dataset (data.tfds_name: its tfds_split and
     tfds_eval_split, class names from its metadata), else `{data.data_path}/train.csv`
     and `val.csv` (spec 8.1); and the class count.
+
+    data.train_subset > 0 keeps that many training videos (`class_balanced_subset`).
 
     num_classes: cfg.num_classes if > 0, else the label-name count, else the
     checkpoint head's (evaluation, a label map), else max label + 1 over both
@@ -241,6 +258,9 @@ def labelled_data(cfg, *, need_train: bool = True, checkpoint_classes: int | Non
     else:
         train = _read_list(d, 'train') if need_train else []
         val = _read_list(d, 'val')
+    if d.get('train_subset', 0) > 0 and train:
+        train = class_balanced_subset(train, d.train_subset)
+        log.info('training on %d videos of the train split (data.train_subset)', len(train))
     names_from = d.label_names or f'the metadata of {d.get("tfds_name")}'
     n, source = cfg.num_classes, 'config num_classes'
     if not n and names:

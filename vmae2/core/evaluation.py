@@ -180,14 +180,34 @@ class Evaluator(abc.ABC):
     Attributes:
       every: steps between runs before the last step (0: none).
       at_end: run after the last step.
+      at_start: run on the initial state of a fresh run (step 0: the reference point
+        that training is measured against).
     """
 
     every: int = 0
     at_end: bool = True
+    at_start: bool = False
 
     @abc.abstractmethod
     def run(self, state) -> dict:
         """{name: float scalar or uint8 [H, W, 3] image} for the state's step."""
+
+
+# Train top-1 a healthy pipeline reaches with augmentation off (the fit check).
+FIT_TOP1 = 95.0
+
+
+def log_fit(top1: float, videos: int) -> None:
+    """The fit check's verdict: a warning below FIT_TOP1."""
+    if top1 >= FIT_TOP1:
+        log.info('fit check: %.1f %% of the %d training videos right (>= %.0f %%)', top1, videos, FIT_TOP1)
+        return
+    log.warning(
+        'fit check: only %.1f %% of the %d training videos right (< %.0f %%). With augmentation '
+        'off a model should fit so few videos: check the labels (do the lines of the list and the '
+        'class names agree?), look at a few videos of each class, then try a longer schedule '
+        '(optim.epochs) or a higher optim.base_lr', top1, videos, FIT_TOP1,
+    )
 
 
 class ClassificationEvaluator(Evaluator):
@@ -196,11 +216,14 @@ class ClassificationEvaluator(Evaluator):
     mode 'val': one centre view per video, metrics `val_top1`, `val_top5`.
     mode 'test': the official test views (data.test_num_segment x test_num_crop),
     metrics `test_*`, and `{workdir}/predictions.csv`.
+    mode 'fit': the 'val' view of the training videos, metrics `fit_*` (how well
+    the model fits what it trains on; the fit check, configs/finetune/fit_check.py).
     """
 
     def __init__(self, cfg, exp, labelled, workdir: str, mode: str, *, every=0, at_end=True):
         d, m = cfg.data, exp.model
         self.cfg, self.labelled, self.workdir, self.mode = cfg, labelled, workdir, mode
+        self.records = labelled.train if mode == 'fit' else labelled.val
         self.every, self.at_end = every, at_end
         self.mesh = exp.mesh
         self.predict = make_predict_fn(exp.factory.graphdef, exp.mesh)
@@ -210,13 +233,13 @@ class ClassificationEvaluator(Evaluator):
             input_size=m.input_size,
             test_num_segment=d.test_num_segment,
             test_num_crop=d.test_num_crop,
-            mode=mode,
+            mode='val' if mode == 'fit' else mode,
             sampler=d.sampler,
-            reader=data.reader(cfg, 'val'),
+            reader=data.reader(cfg, 'train' if mode == 'fit' else 'val'),
         )
 
     def result(self, params) -> Result:
-        records = self.labelled.val
+        records = self.records
         ds = data.eval_dataset(self.cfg, records, self.transform, self.cfg.eval_batch_size)
         return run_views(self.predict, params, ds, self.mesh, len(records), self.labelled.num_classes)
 
@@ -234,6 +257,8 @@ class ClassificationEvaluator(Evaluator):
                 d.test_num_segment, d.test_num_crop, len(res.labels), res.unreadable,
                 m['test_top1'], m['test_top5'], path,
             )
+        elif self.mode == 'fit':
+            log_fit(m['fit_top1'], len(res.labels))
         else:
             log.info('1-view val top-1 %.2f top-5 %.2f', m['val_top1'], m['val_top5'])
         return m

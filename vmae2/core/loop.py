@@ -134,7 +134,8 @@ def train(exp, workdir: str, allow_config_change: bool = False) -> dict:
 
     Every `cfg.log_every` steps: a metrics.jsonl/TensorBoard row with the window's
     mean loss, the step's other scalars, clips/s and the count of skipped
-    videos. Evaluators run every `every` steps and after the last step. Every
+    videos. Evaluators run on a fresh run's initial state (`at_start`), every `every` steps
+    and after the last step. Every
     `cfg.checkpoint_every` steps and at the end: an atomic checkpoint of state,
     iterator and counters, written only after every loss since the last check was
     found finite.
@@ -199,6 +200,9 @@ def _train(exp, workdir: str, ckpt: checkpointing.Checkpointer) -> dict:
             local = next(iterator)
             if step == start:
                 baseline = _log_baseline(exp.stage.loss_baseline(local), writer, step, start == 0)
+                for ev in evaluators if start == 0 else ():
+                    if ev.at_start:
+                        _write(writer, 0, ev.run(state))
             skipped += int(local.get('skipped', 0))
             batch = sharding.global_batch({k: local[k] for k in batch_keys}, exp.mesh)
             state, m = exp.step_fn(state, batch, exp.frozen)

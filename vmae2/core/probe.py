@@ -52,10 +52,10 @@ class KnnProbe(evaluation.Evaluator):
     """probe_knn_top1 of `feature_fn(params, video uint8 [B, T, S, S, 3]) -> [B, D]`
     (`model_features`)."""
 
-    def __init__(self, cfg, model, mesh, feature_fn, *, every: int = 0, at_end: bool = True):
+    def __init__(self, cfg, model, mesh, feature_fn, *, every=0, at_end=True, at_start=False):
         p = cfg.probe
         self.cfg, self.model, self.mesh = cfg, model, mesh
-        self.every, self.at_end = every, at_end
+        self.every, self.at_end, self.at_start = every, at_end, at_start
         self.k, self.temperature, self.batch_size = p.k, p.temperature, p.batch_size
         self.train = self._read(p.train_list, p.data_root)
         self.val = self._read(p.val_list, p.data_root)

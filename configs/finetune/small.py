@@ -1,0 +1,18 @@
+"""Fine-tuning on a small labelled set (hundreds of videos).
+
+python main.py --config configs/finetune/small.py:vit_b --workdir W \
+    --config.data.data_path=DIR --config.data.data_root=ROOT --config.init_from=CKPT
+
+The official recipe (configs/finetune/common.py) with `common.small_data`: mixup
+and cutmix off, the RandomResizedCrop kept to at least `SMALL_CROP_MIN` of the
+frame, `SMALL_EPOCHS` epochs. docs/learning.md holds the measurement behind each
+choice; RandAugment, erasing, smoothing, drop path and layer decay stay official.
+num_classes comes from the lists (or set --config.num_classes).
+"""
+
+from configs.finetune import common
+
+
+def get_config(arg='vit_b'):
+    variant, _ = common.parse_arg(arg)
+    return common.small_data(common.finetune_config(variant))
