@@ -12,9 +12,9 @@ The videos: `data_pipelines.synthetic` (8 classes, a square or a ring moving rig
 left, up or down over a smooth colour gradient; a class is neither a colour nor a
 position). Flip is off (it would swap left and right, as in SSv2).
 
-The model is VideoMAE V2 at a small size: 8 frames of 32x32, tubelets 2x4x4 (a
-4x8x8 token grid), a 4-block, 128-wide encoder; tube masking 0.9 and running-cell
-decoder masking 0.5 as the paper.
+The model and the pre-training are the demo's (configs/demo.py): 8 frames of 32x32,
+tubelets 2x4x4 (a 4x8x8 token grid), a 4-block, 128-wide encoder; tube masking 0.9
+and running-cell decoder masking 0.5 as the paper.
 """
 
 from __future__ import annotations
@@ -30,21 +30,8 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from configs import demo  # noqa: E402
 from data_pipelines.synthetic import CLASSES, make_dataset  # noqa: E402
-
-MODEL = dict(
-    patch_size=4, width=128, depth=4, num_heads=4, mlp_dim=512,
-    decoder_width=64, decoder_num_heads=2, decoder_mlp_dim=256,
-)
-
-
-def shrink(c, decoder_depth: int = 2):
-    c.model.num_frames = 8
-    c.model.input_size = 32
-    c.model.decoder_depth = decoder_depth
-    c.model.overrides = dict(MODEL)
-    return c
-
 
 def _recipes():
     from configs.finetune import common as ft_common
@@ -66,7 +53,7 @@ def finetune_config(data: str, *, init_from: str = '', seed: int = 0, steps: int
     config paths -> values) are set last."""
     from configs.finetune import common as ft_common
 
-    c = shrink(ft_common.finetune_config('vit_s'))
+    c = demo.shrink(ft_common.finetune_config('vit_s'))
     c.seed = seed
     c.data.data_path = c.data.data_root = data
     c.data.label_names = os.path.join(data, 'names.txt')
@@ -94,21 +81,20 @@ def finetune_config(data: str, *, init_from: str = '', seed: int = 0, steps: int
     return c
 
 
-def pretrain_config(data: str, *, seed: int = 0, steps: int = 600, probe_every: int = 0):
-    """Pre-training on the train videos' pixels (labels unused), kNN probe on train/val."""
-    from configs import common as config_common
-
-    c = shrink(config_common.pretrain_config('vit_s'))
+def pretrain_config(data: str, *, seed: int = 0, steps: int = 1500, probe_every: int = 0):
+    """The demo's pre-training (configs/demo.py) on the pixels of the train videos and
+    of the unlabelled ones if `data` has them (labels unused), with the kNN probe on
+    train/val."""
+    c = demo.get_config()
     c.seed = seed
+    c.data.video_dir = ''
     c.data.train_list = os.path.join(data, 'pretrain_list.txt')
-    with open(os.path.join(data, 'train.csv')) as f, open(c.data.train_list, 'w') as g:
-        g.writelines(f'{line.split()[0]} 0 -1\n' for line in f if line.strip())
+    with open(c.data.train_list, 'w') as g:
+        for split in ('train', 'unlabelled'):  # unlabelled: --unlabelled-per-class
+            if os.path.exists(os.path.join(data, f'{split}.csv')):
+                with open(os.path.join(data, f'{split}.csv')) as f:
+                    g.writelines(f'{line.split()[0]} 0 -1\n' for line in f if line.strip())
     c.data.data_root = data
-    c.data.sampling_rate = 2
-    c.data.num_sample = 2
-    c.batch_size = 8  # 16 clips per step
-    c.optim.base_lr = 0.05  # peak 1.6e-3
-    c.optim.min_lr = 1e-3
     c.optim.total_steps = steps
     c.optim.warmup_steps = steps // 20
     c.log_every = 50
@@ -266,6 +252,8 @@ def main(argv=None):
     ap.add_argument('--finetune-steps', type=int, default=200)
     ap.add_argument('--train-per-class', type=int, default=20)
     ap.add_argument('--val-per-class', type=int, default=10)
+    ap.add_argument('--unlabelled-per-class', type=int, default=0,
+                    help='more videos for pre-training only (drawn with seed 1)')
     ap.add_argument('--recipe', choices=RECIPES, default='small')
     ap.add_argument('--also-recipe', choices=RECIPES + ('',), default='official',
                     help='fine-tune the first seed with this recipe too (the recipe comparison)')
@@ -286,6 +274,8 @@ def main(argv=None):
     data = make_dataset(
         os.path.join(args.out, 'data'), {'train': args.train_per_class, 'val': args.val_per_class}
     )
+    if args.unlabelled_per_class:
+        make_dataset(data, {'unlabelled': args.unlabelled_per_class}, seed=1)
     results = []
     args.seeds = [int(s) for s in args.seeds.split(',')]
     for seed in args.seeds:
@@ -294,7 +284,8 @@ def main(argv=None):
     print()
     print(f'python bench/learning.py {" ".join(argv if argv is not None else sys.argv[1:])}')
     print(f'{len(CLASSES)} classes, {args.train_per_class * len(CLASSES)} train / '
-          f'{args.val_per_class * len(CLASSES)} val videos; pre-training {args.pretrain_steps} '
+          f'{args.val_per_class * len(CLASSES)} val videos '
+          f'(+{args.unlabelled_per_class * len(CLASSES)} unlabelled); pre-training {args.pretrain_steps} '
           f'steps, fine-tuning {args.finetune_steps} steps ({args.recipe} recipe)')
     print(table(results))
     first = results[0]

@@ -14,6 +14,8 @@ prediction that has learned nothing is flat grey, whatever the target looks like
 
 from __future__ import annotations
 
+import textwrap
+
 import numpy as np
 from PIL import Image, ImageDraw
 
@@ -102,7 +104,10 @@ def grid_image(
     k = max(1, -(-min_side // min(h, w)))
     frames = np.linspace(0, t - 1, min(num_show, t)).astype(int)
     h, w = h * k, w * k
-    label_w, caption_h = 150, 28
+    label_w = 150
+    # ~6 px per character in PIL's default font; wrap at word boundaries.
+    lines = textwrap.wrap(caption, max(40, (label_w + len(frames) * (w + pad) + pad) // 6))
+    caption_h = 4 + 12 * len(lines)
     out = np.full(
         (len(clips) * (h + pad) + pad + caption_h, label_w + len(frames) * (w + pad) + pad, 3),
         255,
@@ -116,8 +121,6 @@ def grid_image(
     draw = ImageDraw.Draw(image)
     for r, name in enumerate(rows):
         draw.text((4, pad + r * (h + pad) + h // 2 - 6), name, fill=(0, 0, 0))
-    width_chars = max(40, image.width // 6)
-    lines = [caption[i : i + width_chars] for i in range(0, len(caption), width_chars)][:2]
     for i, line in enumerate(lines):
         draw.text((4, out.shape[0] - caption_h + 2 + 12 * i), line, fill=(0, 0, 0))
     return np.asarray(image)
