@@ -2,7 +2,8 @@
 (a) kNN top-1 of its frozen features against a randomly initialised encoder and
 (b) fine-tuning from it against fine-tuning from scratch, over several seeds.
 
-python bench/learning.py --out /tmp/learning [--seeds 0,1,2] [--pretrain-steps 600]
+python bench/learning.py --out /tmp/learning [--seeds 0,1,2]
+    [--pretrain-steps 6000 --unlabelled-per-class 80]  (docs/learning.md, runs 1 and 2)
 
 A benchmark, not a test (docs/learning.md holds its table). Everything runs through
 `registry.run`, as `main.py` does; workdirs are reused when finished, so a second
@@ -249,13 +250,13 @@ def main(argv=None):
     ap.add_argument('--out', default='/tmp/vmae2_learning')
     ap.add_argument('--seeds', default='0,1,2')
     ap.add_argument('--pretrain-steps', type=int, default=1500)
-    ap.add_argument('--finetune-steps', type=int, default=200)
+    ap.add_argument('--finetune-steps', type=int, default=400)
     ap.add_argument('--train-per-class', type=int, default=20)
     ap.add_argument('--val-per-class', type=int, default=10)
     ap.add_argument('--unlabelled-per-class', type=int, default=0,
                     help='more videos for pre-training only (drawn with seed 1)')
-    ap.add_argument('--recipe', choices=RECIPES, default='small')
-    ap.add_argument('--also-recipe', choices=RECIPES + ('',), default='official',
+    ap.add_argument('--recipe', choices=RECIPES, default='unregularised')
+    ap.add_argument('--also-recipe', choices=RECIPES + ('',), default='',
                     help='fine-tune the first seed with this recipe too (the recipe comparison)')
     ap.add_argument('--target-noise', action='store_true',
                     help='instead: the share of near-flat normalised-target rows')

@@ -85,3 +85,16 @@ def test_a_pretraining_run_logs_the_baseline_and_a_finite_probe(video_dir, tmp_p
     assert [r['step'] for r in probe] == [0, 2]
     assert all(0.0 <= r['probe_knn_top1'] <= 100.0 for r in probe)
     assert out['probe_knn_top1'] == probe[-1]['probe_knn_top1']
+
+
+@pytest.mark.parametrize('loss,step,want', [
+    (0.958, 30, False),  # 0.9889 x baseline: more than 1 % below
+    (0.962, 30, True),  # 0.9928 x: not yet 1 % below
+    (1.662, 30, True),  # above the baseline: not learning either
+    (1.662, 24, False),  # within the first quarter of 100 steps: too early to say
+])
+def test_the_flat_loss_warning(loss, step, want, caplog):
+    from vmae2.core import loop
+
+    assert loop._warn_if_flat(loss, 0.96875, step, 100) is want
+    assert ('not yet 1 % below loss_baseline' in caplog.text) is want

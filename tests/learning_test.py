@@ -4,6 +4,8 @@ on a tiny made set, and the pieces it stands on."""
 import json
 import os
 
+import numpy as np
+
 from data_pipelines import synthetic
 from configs.finetune import fit_check
 from data_pipelines.records import VideoRecord
@@ -38,3 +40,21 @@ def test_the_fit_check_fits_a_tiny_made_set(tmp_path):
     fit = [r for r in rows if 'fit_top1' in r]
     assert len(fit) == 1 and fit[0]['fit_videos'] == 16
     assert out['fit_top1'] >= 95.0
+
+
+def test_made_videos_move_in_their_class_direction():
+    # The moving edges (pixels that change between consecutive frames) travel with the
+    # object: their centroid's path over the video gives the motion, read from pixels.
+    want = {'right': (0, 1), 'left': (0, -1), 'up': (-1, 0), 'down': (1, 0)}
+    rng = np.random.default_rng(0)
+    for label, name in enumerate(synthetic.CLASSES):
+        video = synthetic.render(label, rng).astype(np.int16)
+        assert video.shape == (synthetic.FRAMES, synthetic.SIDE, synthetic.SIDE, 3)
+        centroids = []
+        for a, b in zip(video[:-1], video[1:]):
+            ys, xs = np.nonzero(np.abs(b - a).max(-1) > 30)
+            if len(ys):
+                centroids.append((ys.mean(), xs.mean()))
+        (y0, x0), (y1, x1) = centroids[0], centroids[-1]
+        step = (int(np.sign(round((y1 - y0) / 10))), int(np.sign(round((x1 - x0) / 10))))
+        assert step == want[name.split('_')[1]], (name, centroids[0], centroids[-1])

@@ -251,12 +251,12 @@ def _log_baseline(baseline: float | None, writer, step: int, fresh: bool) -> flo
 
 
 def _warn_if_flat(loss: float, baseline: float, step: int, total: int) -> bool:
-    """Warns (and returns True) when, past a quarter of the run, the loss is within
-    1 % of the baseline."""
+    """Warns (and returns True) when, past a quarter of the run, the loss is not at least
+    1 % below the baseline (above it counts too: a diverging run is not learning)."""
     flat = step >= total / 4 and loss > 0.99 * baseline
     if flat:
         log.warning(
-            'step %d of %d: loss %.4g is still within 1 %% of loss_baseline %.4g (predicting '
+            'step %d of %d: loss %.4g is not yet 1 %% below loss_baseline %.4g (predicting '
             'zeros): the model is not learning yet. Check skipped_videos, the learning rate and '
             'the reconstruction picture.', step, total, loss, baseline,
         )
