@@ -30,7 +30,6 @@ import json
 import logging
 import multiprocessing
 import os
-import pickle
 import shutil
 from collections.abc import Iterator, Sequence
 
@@ -75,8 +74,7 @@ def _encode_job(job) -> dict:
     """Encodes one video (or takes it from the build cache): the index entry + JPEGs."""
     video, record, rel, short_side, quality, cache = job
     if cache and os.path.isfile(cache):
-        with open(cache, "rb") as f:
-            return pickle.load(f)
+        return _read_cached(cache)
     entry = {"video": video, "path": rel, "label": record.label}
     try:
         enc = stored.encode_video(record, short_side, quality)
@@ -88,10 +86,28 @@ def _encode_job(job) -> dict:
     out = dict(entry, num_frames=len(enc.jpegs), fps=enc.fps, height=enc.height,
                width=enc.width, jpegs=enc.jpegs, error=None)
     if cache:
-        tmp = cache + ".tmp"
-        with open(tmp, "wb") as f:
-            pickle.dump(out, f, protocol=pickle.HIGHEST_PROTOCOL)
-        os.replace(tmp, cache)
+        _write_cached(cache, out)
+    return out
+
+
+# A cached video: one JSON line (the entry and each JPEG's length), then the JPEG bytes.
+# Plain data, so reading a cache file can never run code (a pickle could).
+
+
+def _write_cached(path: str, out: dict) -> None:
+    header = {k: v for k, v in out.items() if k != "jpegs"}
+    header["jpeg_sizes"] = [len(j) for j in out["jpegs"]]
+    tmp = path + ".tmp"
+    with open(tmp, "wb") as f:
+        f.write(json.dumps(header).encode() + b"\n")
+        f.writelines(out["jpegs"])
+    os.replace(tmp, path)
+
+
+def _read_cached(path: str) -> dict:
+    with open(path, "rb") as f:
+        out = json.loads(f.readline())
+        out["jpegs"] = [f.read(n) for n in out.pop("jpeg_sizes")]
     return out
 
 
@@ -184,7 +200,7 @@ class _VideoBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
         c = self.builder_config
         return [
             (i, r, os.path.relpath(r.path, self._manual_dir), c.short_side, c.quality,
-             os.path.join(cache_dir, f"{i:09d}.pkl") if cache_dir else None)
+             os.path.join(cache_dir, f"{i:09d}.video") if cache_dir else None)
             for i, r in enumerate(records)
         ]
 
