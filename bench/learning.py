@@ -73,12 +73,7 @@ def finetune_config(data: str, *, init_from: str = '', seed: int = 0, steps: int
     c.checkpoint_every = 10_000
     c.init_from = init_from
     c = _recipes()[recipe](c)
-    for path, value in fields.items():
-        node = c
-        *parents, leaf = path.split('.')
-        for p in parents:
-            node = node[p]
-        node[leaf] = value
+    c.update_from_flattened_dict(fields)
     return c
 
 

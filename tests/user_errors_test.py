@@ -72,6 +72,18 @@ def test_an_empty_video_folder_and_a_list_folder_without_lists(tmp_path):
     assert_one_message(status, lines, f'{empty}/train.csv does not exist', 'val.csv')
 
 
+def test_a_data_setting_the_transform_rejects(tmp_path):
+    from data_pipelines import synthetic
+
+    root = synthetic.make_dataset(str(tmp_path / 'made'), {'train': 1, 'val': 1})
+    status, lines = main_py(
+        '--config', 'configs/finetune/ucf101.py:vit_s', '--workdir', str(tmp_path / 'f'),
+        f'--config.data.data_path={root}', f'--config.data.data_root={root}',
+        '--config.data.crop_scale=(0.5, 0.2)', '--config.batch_size=8',
+    )
+    assert_one_message(status, lines, 'data settings', 'crop_scale', '(0.5, 0.2)')
+
+
 def test_a_workdir_that_cannot_be_written(tmp_path, video_dir):
     if os.access('/sys', os.W_OK) and not os.path.ismount('/sys'):
         pytest.skip('no read-only directory on this machine (/sys is writable)')

@@ -20,6 +20,7 @@ from vmae2.core import data
 from vmae2.core import optim
 from vmae2.core import step as step_lib
 from vmae2.core.state import StateFactory
+from vmae2.errors import ConfigError
 from vmae2.models.config import ModelConfig
 from vmae2.runtime import sharding
 
@@ -109,7 +110,18 @@ def build(cfg, stage, *, abstract: bool = False) -> Experiment:
         donate_argnums=0,
     )
     if not abstract:
-        dataset = data.train_dataset(cfg, records, stage.train_transform(records))
+        dataset = data.train_dataset(cfg, records, _train_transform(stage, records))
     return Experiment(
         cfg, stage, model, mesh, factory, schedule, step_fn, frozen, records, dataset, clips
     )
+
+
+def _train_transform(stage, records):
+    """The stage's clip transform. Its argument checks raise ValueError (data_pipelines
+    knows no config); here every such value came from the config, so it is a ConfigError."""
+    try:
+        return stage.train_transform(records)
+    except ConfigError:
+        raise
+    except ValueError as e:
+        raise ConfigError(f'data settings: {e}') from None

@@ -200,9 +200,8 @@ def _train(exp, workdir: str, ckpt: checkpointing.Checkpointer) -> dict:
             local = next(iterator)
             if step == start:
                 baseline = _log_baseline(exp.stage.loss_baseline(local), writer, step, start == 0)
-                for ev in evaluators if start == 0 else ():
-                    if ev.at_start:
-                        _write(writer, 0, ev.run(state))
+                for ev in (e for e in evaluators if e.at_start and start == 0):
+                    _write(writer, 0, ev.run(state))
             skipped += int(local.get('skipped', 0))
             batch = sharding.global_batch({k: local[k] for k in batch_keys}, exp.mesh)
             state, m = exp.step_fn(state, batch, exp.frozen)

