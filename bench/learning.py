@@ -2,20 +2,19 @@
 (a) kNN top-1 of its frozen features against a randomly initialised encoder and
 (b) fine-tuning from it against fine-tuning from scratch, over several seeds.
 
-python bench/learning.py --out /tmp/learning [--seeds 0,1,2]
-    [--pretrain-steps 6000 --unlabelled-per-class 80]  (docs/learning.md, runs 1 and 2)
+python bench/learning.py --out /tmp/learning [--seeds 0,1,2]  (docs/learning.md, run 3)
 
 A benchmark, not a test (docs/learning.md holds its table). Everything runs through
 `registry.run`, as `main.py` does; workdirs are reused when finished, so a second
 call only prints the table.
 
-The videos: `data_pipelines.synthetic` (8 classes, a square or a ring moving right,
-left, up or down over a smooth colour gradient; a class is neither a colour nor a
-position). Flip is off (it would swap left and right, as in SSv2).
+The videos: `data_pipelines.synthetic` (8 classes, a field of squares or rings drifting
+right, left, up or down over a smooth colour gradient; a class is neither a colour nor
+a position). Flip is off (it would swap left and right, as in SSv2).
 
 The model and the pre-training are the demo's (configs/demo.py): 8 frames of 32x32,
-tubelets 2x4x4 (a 4x8x8 token grid), a 4-block, 128-wide encoder; tube masking 0.9
-and running-cell decoder masking 0.5 as the paper.
+tubelets 2x4x4 (a 4x8x8 token grid), a 4-block, 128-wide encoder, running-cell decoder
+masking 0.5 as the paper; tube masking 0.75 instead of 0.9 (MASK_RATIO says why).
 """
 
 from __future__ import annotations
@@ -77,12 +76,22 @@ def finetune_config(data: str, *, init_from: str = '', seed: int = 0, steps: int
     return c
 
 
-def pretrain_config(data: str, *, seed: int = 0, steps: int = 1500, probe_every: int = 0):
+# Tube masking ratio of the benchmark's pre-training. The paper's 0.9 is for 14x14 (or
+# 16x16) places at 224 px; on the demo's 8x8 places it leaves 7 of 64 visible. At 0.75
+# (16 visible) the kNN gain rose from +10.0 to +16.2 points and fine-tuning from
+# pre-training from 17.5 points below scratch to 2.5 below (seed 0, 1,500 steps,
+# docs/learning.md). The demo itself keeps 0.9.
+MASK_RATIO = 0.75
+
+
+def pretrain_config(data: str, *, seed: int = 0, steps: int = 1500, probe_every: int = 0,
+                    mask_ratio: float = MASK_RATIO):
     """The demo's pre-training (configs/demo.py) on the pixels of the train videos and
     of the unlabelled ones if `data` has them (labels unused), with the kNN probe on
-    train/val."""
+    train/val, at tube masking `mask_ratio`."""
     c = demo.get_config()
     c.seed = seed
+    c.masking.mask_ratio = mask_ratio
     c.data.video_dir = ''
     c.data.train_list = os.path.join(data, 'pretrain_list.txt')
     with open(c.data.train_list, 'w') as g:
@@ -122,7 +131,8 @@ def run_seed(args, data: str, seed: int) -> dict:
     """Pre-train, probe (step 0 = random init, the end = pre-trained), fine-tune both ways."""
     pre_dir = os.path.join(args.out, f'seed{seed}', 'pretrain')
     pre_cfg = pretrain_config(
-        data, seed=seed, steps=args.pretrain_steps, probe_every=args.pretrain_steps // 4
+        data, seed=seed, steps=args.pretrain_steps, probe_every=args.pretrain_steps // 4,
+        mask_ratio=args.mask_ratio,
     )
     _, pre_time = _timed_run(pre_cfg, pre_dir)
     rows = _rows(pre_dir)
@@ -245,6 +255,8 @@ def main(argv=None):
     ap.add_argument('--out', default='/tmp/vmae2_learning')
     ap.add_argument('--seeds', default='0,1,2')
     ap.add_argument('--pretrain-steps', type=int, default=1500)
+    ap.add_argument('--mask-ratio', type=float, default=MASK_RATIO,
+                    help='tube masking ratio of the pre-training (the paper and the demo: 0.9)')
     ap.add_argument('--finetune-steps', type=int, default=400)
     ap.add_argument('--train-per-class', type=int, default=20)
     ap.add_argument('--val-per-class', type=int, default=10)
@@ -282,7 +294,8 @@ def main(argv=None):
     print(f'{len(CLASSES)} classes, {args.train_per_class * len(CLASSES)} train / '
           f'{args.val_per_class * len(CLASSES)} val videos '
           f'(+{args.unlabelled_per_class * len(CLASSES)} unlabelled); pre-training {args.pretrain_steps} '
-          f'steps, fine-tuning {args.finetune_steps} steps ({args.recipe} recipe)')
+          f'steps at mask ratio {args.mask_ratio}, fine-tuning {args.finetune_steps} steps '
+          f'({args.recipe} recipe)')
     print(table(results))
     first = results[0]
     if f'finetune_scratch_{args.also_recipe}' in first:
