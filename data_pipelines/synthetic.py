@@ -51,7 +51,7 @@ def _shape_mask(shape: str, size: int) -> np.ndarray:
         return np.ones((size, size), bool)
     yy, xx = np.mgrid[0:size, 0:size] - (size - 1) / 2
     r = np.hypot(yy, xx)
-    return (r <= size / 2) & (r >= size / 2 - max(2, size // 4))
+    return (r <= size / 2) & (r >= size / 2 - size // 4)  # 2-3 px thick
 
 
 def render(label: int, rng: np.random.Generator) -> np.ndarray:

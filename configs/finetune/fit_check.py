@@ -10,10 +10,10 @@ videos (one centre view each), and warns below 95 %: then suspect the labels, th
 videos or the schedule, not generalisation.
 
 Why everything is off (docs/learning.md, "What kept fine-tuning from fitting"): on
-40 made videos (version 1 of data_pipelines.synthetic), 200 steps from scratch with RandAugment, erasing, mixup and cutmix
-off, the official rest fitted 77.5 %; the whole-frame crop alone 92.5 %, the head
-at init_scale 1 alone 90.0 %, smoothing, drop path, layer decay and init_scale
-reset (official crop) 95.0 %, all of them 100 %.
+40 made videos (version 1 of data_pipelines.synthetic), 200 steps from scratch with
+RandAugment, erasing, mixup and cutmix off, the official rest fitted 77.5 %; the
+whole-frame crop alone 92.5 %, the head at init_scale 1 alone 90.0 %, smoothing, drop
+path, layer decay and init_scale reset (official crop) 95.0 %, all of them 100 %.
 """
 
 from configs.finetune import common
