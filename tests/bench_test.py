@@ -68,6 +68,7 @@ def test_data_bench_tiny():
     assert '| vit_g | 45% (goal) | pretrain | device |' in out, out
     assert '| RandAugment rand-m7-n4-mstd0.5-inc1 (one view) |' in out, out
     assert '| device: frames onto the 320x576 canvas (one decode) |' in out, out
+    assert '| grain shuffle: one index over 4 records |' in out, out
 
 
 def test_device_augment_bench_tiny():

@@ -95,6 +95,31 @@ def test_unreadable_sources_raise(tmp_path):
 # ---------------------------------------------------------------- the TFDS reader in each stage
 
 
+def test_stored_jpegs_decode_as_pil_decodes_them_and_bad_frames_raise():
+    import io
+
+    from PIL import Image
+
+    from data_pipelines.datasets.stored import decode_jpegs
+
+    rng = np.random.default_rng(0)
+
+    def jpeg(h, w):
+        buf = io.BytesIO()
+        Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)).save(buf, 'JPEG', quality=90)
+        return buf.getvalue()
+
+    blobs = [jpeg(24, 40) for _ in range(3)]
+    frames = decode_jpegs(blobs, 'v.mp4')
+    pil = np.stack([np.asarray(Image.open(io.BytesIO(b)).convert('RGB')) for b in blobs])
+    assert frames.shape == (3, 24, 40, 3) and frames.dtype == np.uint8
+    np.testing.assert_array_equal(frames, pil)  # both libjpeg-turbo, accurate DCT
+    with pytest.raises(VideoDecodeError, match=r'v.mp4.*differ in size: \[\(24, 40\), \(32, 40\)\]'):
+        decode_jpegs(blobs + [jpeg(32, 40)], 'v.mp4')
+    with pytest.raises(VideoDecodeError, match='v.mp4.*corrupt JPEG frame'):
+        decode_jpegs(blobs[:1] + [blobs[1][:200]], 'v.mp4')
+
+
 def test_stored_split_lists_the_videos_in_order(dataset, split):
     # Independent of the build: the lists the dataset was built from, and 20 frames each.
     assert [(r.path, r.label, r.total_frames, r.offset) for r in split.records] == [

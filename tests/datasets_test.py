@@ -302,6 +302,31 @@ def test_a_split_whose_videos_all_fail_stops_and_a_rerun_resumes_from_the_cache(
     assert codes(train.reader.decode_frames(train.records[0], [3])) == [15]
 
 
+def test_the_beam_build_writes_what_the_local_build_writes(ucf, tmp_path):
+    """The Beam path (Kinetics-710 scale) on Beam's DirectRunner in two processes: the
+    same records, skipped list and frame pixels as the local build of the fixture."""
+    pytest.importorskip('apache_beam', reason="apache-beam is not installed (pip install -e '.[beam]')")
+    _, local = ucf
+    m, beam = str(tmp_path / 'manual'), str(tmp_path / 'beam')
+    ucf101_download(m)
+    out = run_cli('ucf101', '--manual_dir', m, '--data_dir', beam, '--beam_pipeline_options',
+                  'runner=DirectRunner,direct_num_workers=2,direct_running_mode=multi_processing')
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert '  train: 2 videos, 24 frames, 2 skipped' in out.stdout
+    assert not os.path.exists(f'{beam}/ucf101/split1/1.0.0{builders.BEAM_INDEX_SUFFIX}')
+    for name in ('train', 'val'):
+        a, b = StoredSplit('ucf101', local, name), StoredSplit('ucf101', beam, name)
+        assert [(r.path, r.label, r.total_frames) for r in b.records] == [
+            (r.path, r.label, r.total_frames) for r in a.records]
+        # The reasons quote the source path, under each build's own manual_dir.
+        local_manual = os.path.join(os.path.dirname(local), 'manual')  # the fixture's
+        assert sorted((p, why.replace(m, 'M')) for p, why in b.skipped) == sorted(
+            (p, why.replace(local_manual, 'M')) for p, why in a.skipped)
+        for ra, rb in zip(a.records, b.records):
+            frames = np.arange(N)
+            assert np.array_equal(b.reader.decode_frames(rb, frames), a.reader.decode_frames(ra, frames))
+
+
 # ---------------------------------------------------------------- every stage kind from a built dataset
 
 

@@ -121,18 +121,24 @@ def _fps(path: str) -> float:
 def decode_jpegs(blobs: Sequence[bytes], path: str = "") -> np.ndarray:
     """JPEG frames -> ``np.uint8 [n, H, W, 3]`` RGB (libjpeg-turbo through simplejpeg).
 
+    Each frame decodes straight into its row of the result (no per-frame arrays to
+    stack: one 8.7 MB copy less per 16 frames of 568x320).
+
     Raises:
       VideoDecodeError: a corrupt frame or frames of different sizes (``path`` names it).
     """
     import simplejpeg
 
     try:
-        frames = [simplejpeg.decode_jpeg(b, colorspace="RGB") for b in blobs]
+        sizes = [simplejpeg.decode_jpeg_header(b)[:2] for b in blobs]
+        if len(set(sizes)) > 1:
+            raise VideoDecodeError(path, f"stored frames differ in size: {sorted(set(sizes))}")
+        out = np.empty((len(blobs), *sizes[0], 3), np.uint8)
+        for frame, blob in zip(out, blobs):
+            simplejpeg.decode_jpeg(blob, colorspace="RGB", buffer=frame)
     except ValueError as e:
         raise VideoDecodeError(path, f"corrupt JPEG frame ({e})") from e
-    if len({f.shape for f in frames}) > 1:
-        raise VideoDecodeError(path, "stored frames differ in size")
-    return np.stack(frames)
+    return out
 
 
 # ---------------------------------------------------------------- reading
@@ -249,4 +255,6 @@ class StoredSplit:
                 record.path, f"stored frames {got} at the index's positions, expected {wanted.tolist()}"
             )
         frames = decode_jpegs([e["jpeg"] for e in examples], record.path)
+        if len(wanted) == len(idx):  # no repeats: already in order, skip the copy
+            return frames
         return frames[np.searchsorted(wanted, idx)]
