@@ -38,6 +38,7 @@ import argparse
 import json
 import os
 import platform
+import signal
 import statistics
 import subprocess
 import sys
@@ -293,12 +294,25 @@ def run_config(args, pipeline_name: str, fmt: str, workers: int, augment_on: str
         str(args.records),
     ]
     env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get('PYTHONPATH', ''))
-    out = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT, timeout=1800)
-    for line in out.stdout.splitlines():
-        if line.startswith(PROTO):
-            r = json.loads(line[len(PROTO) :])
-            return r['clips'] / r['seconds']
-    raise RuntimeError(f'data worker failed:\n{out.stderr[-3000:]}')
+    # Files, not pipes: grain's worker processes outlive the worker's os._exit and would
+    # hold a pipe open; its own session lets us end them after it returns.
+    with tempfile.TemporaryFile('w+') as out, tempfile.TemporaryFile('w+') as err:
+        proc = subprocess.Popen(cmd, stdout=out, stderr=err, text=True, env=env, cwd=ROOT,
+                                start_new_session=True)
+        try:
+            proc.wait(timeout=1800)
+        finally:
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        out.seek(0)
+        err.seek(0)
+        for line in out.read().splitlines():
+            if line.startswith(PROTO):
+                r = json.loads(line[len(PROTO) :])
+                return r['clips'] / r['seconds']
+        raise RuntimeError(f'data worker failed:\n{err.read()[-3000:]}')
 
 
 def main(argv=None) -> None:
