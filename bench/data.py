@@ -91,8 +91,8 @@ def prepare_tfds(raw_dir: str, data_dir: str) -> None:
 BENCH_RECORDS = 4096
 
 
-def _records(fmt: str, args):
-    """(records, reader) of a format: the videos repeated to ``args.records`` records."""
+def _records(fmt: str, args, count: int = 0):
+    """(records, reader) of a format: the videos repeated to ``count`` records (0: once)."""
     import dataclasses
 
     from data_pipelines import readers
@@ -107,7 +107,7 @@ def _records(fmt: str, args):
 
         split = StoredSplit(TFDS_NAME, args.data_dir, 'train')
         recs, reader = split.records, split.reader
-    return [recs[i % len(recs)] for i in range(args.records)], reader
+    return [recs[i % len(recs)] for i in range(count or len(recs))], reader
 
 
 def _transform(args, records, reader):
@@ -149,7 +149,7 @@ def worker(args) -> None:
     sys.path.insert(0, ROOT)
     from data_pipelines import pipeline
 
-    records, reader = _records('raw' if args.format == 'raw' else 'tfds', args)
+    records, reader = _records('raw' if args.format == 'raw' else 'tfds', args, args.records)
     if args.format == 'decode':
         it = _decode_loop(args, records, reader)
     else:
@@ -179,7 +179,7 @@ def profile(args) -> list[str]:
     from data_pipelines.readers import load_frames
 
     args.format = 'tfds'
-    records, reader = _records('tfds', args)
+    records, reader = _records('tfds', args, args.records)
     rng = np.random.default_rng(0)
     parts: dict[str, list[float]] = {}
 

@@ -3,6 +3,7 @@
 (b) fine-tuning from it against fine-tuning from scratch, over several seeds.
 
 python bench/learning.py --out /tmp/learning [--seeds 0,1,2]  (docs/learning.md, run 3)
+python bench/learning.py --out /tmp/learning --small-sweep --seeds 0,1  (the small-data recipe)
 
 A benchmark, not a test (docs/learning.md holds its table). Everything runs through
 `registry.run`, as `main.py` does; workdirs are reused when finished, so a second
@@ -218,6 +219,54 @@ def fit_ablation(args) -> None:
         print(f'| {name} | {out["fit_top1"]:.1f} | {out["loss"]:.2f} | {t:.0f} |', flush=True)
 
 
+# The small-data sweep (docs/learning.md "The small-data recipe"): fine-tuning from the
+# seed-0 pre-trained encoder with `small_data` at each crop floor for 50 epochs, then the
+# best floor at SWEEP_EPOCHS, then the official recipe for 50 epochs as the reference.
+SWEEP_CROP_MIN = (0.08, 0.4, 1.0)
+SWEEP_EPOCHS = (25, 100)
+
+
+def small_sweep(args) -> None:
+    """Val top-1 of the small-data recipe at crop floors and epoch counts: fine-tuning
+    seeds `--seeds` from the one seed-0 pre-trained encoder (finished runs are reused,
+    so adding a seed runs only that seed)."""
+    data = make_dataset(
+        os.path.join(args.out, 'data'), {'train': args.train_per_class, 'val': args.val_per_class}
+    )
+    pre_dir = os.path.join(args.out, 'seed0', 'pretrain')
+    _timed_run(pretrain_config(data, steps=args.pretrain_steps, mask_ratio=args.mask_ratio), pre_dir)
+    per_epoch = args.train_per_class * len(CLASSES) // finetune_config(data).batch_size
+    print('| recipe | epochs | steps | val top-1 (%) per seed | mean | train_top1 (%) of the last '
+          'quarter, per seed | wall (s) |\n|---|---|---|---|---|---|---|', flush=True)
+
+    def row(name, recipe, epochs, fields):
+        top1, train, wall = [], [], 0.0
+        for seed in args.seeds:
+            c = finetune_config(data, init_from=pre_dir, seed=seed, steps=epochs * per_epoch,
+                                recipe=recipe, **fields)
+            tag = f'sweep_{recipe}_{epochs}_' + '_'.join(f'{v}' for v in fields.values()).replace(' ', '')
+            workdir = os.path.join(args.out, 'seed0', tag + (f'_ft{seed}' if seed else ''))
+            out, t = _timed_run(c, workdir)
+            top1.append(out['test_top1'])
+            late = [r['train_top1'] for r in _rows(workdir)  # logged rows: one step each
+                    if 'train_top1' in r and r['step'] > 0.75 * epochs * per_epoch]
+            train.append(statistics.mean(late))
+            wall += t
+        print(f'| {name} | {epochs} | {epochs * per_epoch} | {", ".join(f"{v:.1f}" for v in top1)} '
+              f'| {statistics.mean(top1):.1f} | {", ".join(f"{v:.1f}" for v in train)} | {wall:.0f} |',
+              flush=True)
+        return statistics.mean(top1)
+
+    scores = {
+        crop: row(f'small, crop floor {crop}', 'small', 50, {'data.crop_scale': (crop, 1.0)})
+        for crop in SWEEP_CROP_MIN
+    }
+    best = max(scores, key=scores.get)
+    for epochs in SWEEP_EPOCHS:
+        row(f'small, crop floor {best}', 'small', epochs, {'data.crop_scale': (best, 1.0)})
+    row('official recipe', 'official', 50, {})
+
+
 def flat_rows(records, *, num_frames: int, sampling_rate: int, size: int = 32, patch: int = 4,
               clips: int = 32) -> dict[str, float]:
     """Share of normalised-target rows (one channel of a 2 x patch x patch tubelet) whose
@@ -269,6 +318,9 @@ def main(argv=None):
                     help='instead: the share of near-flat normalised-target rows')
     ap.add_argument('--fit-ablation', action='store_true',
                     help='instead: the fit ablation table (use --train-per-class 5)')
+    ap.add_argument('--small-sweep', action='store_true',
+                    help='instead: the small-data recipe at crop floors and epoch counts '
+                         '(--seeds: fine-tuning seeds from the seed-0 encoder)')
     args = ap.parse_args(argv)
     import logging
 
@@ -278,6 +330,9 @@ def main(argv=None):
         return fit_ablation(args)
     if args.target_noise:
         return target_noise(args)
+    args.seeds = [int(s) for s in args.seeds.split(',')]
+    if args.small_sweep:
+        return small_sweep(args)
     t0 = time.time()
     data = make_dataset(
         os.path.join(args.out, 'data'), {'train': args.train_per_class, 'val': args.val_per_class}
@@ -285,7 +340,6 @@ def main(argv=None):
     if args.unlabelled_per_class:
         make_dataset(data, {'unlabelled': args.unlabelled_per_class}, seed=1)
     results = []
-    args.seeds = [int(s) for s in args.seeds.split(',')]
     for seed in args.seeds:
         results.append(run_seed(args, data, seed))
         print(json.dumps(results[-1]), flush=True)

@@ -6,10 +6,11 @@ python main.py --config configs/finetune/small.py:vit_b --workdir W \
 The official recipe (configs/finetune/common.py) with `common.small_data`: mixup
 and cutmix off, the RandomResizedCrop kept to at least `SMALL_CROP_MIN` of the
 frame, `SMALL_EPOCHS` epochs; RandAugment, erasing, smoothing, drop path and layer
-decay stay official. What is measured (docs/learning.md): the 8 % crop slows fitting
-(fit ablation); on the learning benchmark's 160 made videos (version 1), 400 steps,
-this recipe stayed at chance where the unregularised one reached 21-24 %. The epoch count (twice
-the official UCF101 script's 50, for a set 10-30x smaller) is not yet measured.
+decay stay official. Measured (docs/learning.md "The small-data recipe": 160 made
+videos, one pre-trained encoder, two fine-tuning seeds): at 50 epochs this recipe
+reached 62-71 % validation top-1 in every run, the official one 26 and 62 %; 25 epochs
+stayed at 22.5 %, 100 epochs reached 78-85 %; crop floors 0.08 and 0.4 were within the
+seed spread of each other, a full-frame crop once collapsed (24 %).
 Run `configs/finetune/fit_check.py` first, and validate (`eval_every`).
 num_classes comes from the lists (or set --config.num_classes).
 """
