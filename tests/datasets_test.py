@@ -314,16 +314,16 @@ def test_the_beam_build_writes_what_the_local_build_writes(ucf, tmp_path):
     assert out.returncode == 0, out.stderr[-2000:]
     assert '  train: 2 videos, 24 frames, 2 skipped' in out.stdout
     assert not os.path.exists(f'{beam}/ucf101/split1/1.0.0{builders.BEAM_INDEX_SUFFIX}')
+    # The skip reasons quote the source path, under each build's own manual_dir.
+    local_manual = os.path.join(os.path.dirname(local), 'manual')  # the fixture's
+    frames = np.arange(N)
     for name in ('train', 'val'):
         a, b = StoredSplit('ucf101', local, name), StoredSplit('ucf101', beam, name)
         assert [(r.path, r.label, r.total_frames) for r in b.records] == [
             (r.path, r.label, r.total_frames) for r in a.records]
-        # The reasons quote the source path, under each build's own manual_dir.
-        local_manual = os.path.join(os.path.dirname(local), 'manual')  # the fixture's
         assert sorted((p, why.replace(m, 'M')) for p, why in b.skipped) == sorted(
             (p, why.replace(local_manual, 'M')) for p, why in a.skipped)
         for ra, rb in zip(a.records, b.records):
-            frames = np.arange(N)
             assert np.array_equal(b.reader.decode_frames(rb, frames), a.reader.decode_frames(ra, frames))
 
 
