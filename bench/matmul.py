@@ -27,6 +27,10 @@ XLA_VARIANTS = {
     'xla onednn': '--xla_cpu_use_onednn=true',
     'xla xnnpack': '--xla_cpu_use_xnnpack=true',
     'xla ynn dot fusion': '--xla_cpu_experimental_ynn_fusion_type=dot',
+    'xla xnn dot fusion': '--xla_cpu_experimental_xnn_fusion_type=dot',
+    'xla onednn dot fusion': '--xla_cpu_use_onednn=true --xla_cpu_experimental_onednn_fusion_type=dot',
+    'xla onednn custom call': '--xla_cpu_use_onednn=true --xla_cpu_experimental_onednn_custom_call=true',
+    'xla 512-bit vectors': '--xla_cpu_prefer_vector_width=512',
 }
 
 

@@ -111,3 +111,53 @@ def test_training_flops_per_clip_match_the_reference_counts():
     # and 180 G (ViT-B 16x224 classifier, mmaction2's reported count).
     assert bench_data.training_flops_per_clip('vit_b', 'pretrain') / 6e9 == pytest.approx(25.87, rel=2e-3)
     assert bench_data.training_flops_per_clip('vit_b', 'finetune') / 6e9 == pytest.approx(180, rel=5e-3)
+
+
+def test_profile_shares_overlapping_thunks_equally():
+    """Hand-computed: A runs 0-10, B 5-15 (overlap 5-10 shared), C 20-30 alone; the
+    shares add up to the busy wall time 25, not the summed durations 30."""
+    sys.path.insert(0, ROOT)
+    from bench import profile_step
+
+    spans = [(0, 10, 'dense matmuls', 'a'), (5, 15, 'elementwise', 'b'),
+             (20, 30, 'elementwise', 'c')]
+    out = profile_step._share_overlaps(spans)
+    assert out == {('dense matmuls', 'a'): 7.5, ('elementwise', 'b'): 7.5,
+                   ('elementwise', 'c'): 10.0}
+
+
+def test_profile_classifies_thunks_from_the_compiled_hlo():
+    """Fusions take the category of what they compute (a dot inside a fusion is a
+    matmul), named scopes win (attention, optimizer), loops are not counted twice."""
+    sys.path.insert(0, ROOT)
+    from bench import profile_step
+
+    hlo = '''HloModule m
+
+%fused_dot (p0: f32[4,8], p1: f32[8,2]) -> f32[4,2] {
+  %p0 = f32[4,8]{1,0} parameter(0)
+  %p1 = f32[8,2]{1,0} parameter(1)
+  ROOT %d = f32[4,2]{1,0} dot(%p0, %p1), lhs_contracting_dims={1}, rhs_contracting_dims={0}
+}
+
+%fused_copy (p0.1: f32[4,8]) -> f32[8,4] {
+  %p0.1 = f32[4,8]{1,0} parameter(0)
+  ROOT %t = f32[8,4]{1,0} transpose(%p0.1), dimensions={1,0}
+}
+
+ENTRY %main (x: f32[4,8], w: f32[8,2]) -> f32[4,2] {
+  %x = f32[4,8]{1,0} parameter(0)
+  %w = f32[8,2]{1,0} parameter(1)
+  %ynn_fusion = f32[4,2]{1,0} fusion(%x, %w), kind=kCustom, calls=%fused_dot, metadata={op_name="jit(f)/dot_general"}
+  %attn = f32[4,2]{1,0} fusion(%x, %w), kind=kCustom, calls=%fused_dot, metadata={op_name="jit(f)/attention/dot_general"}
+  %copy_fusion = f32[8,4]{1,0} fusion(%x), kind=kLoop, calls=%fused_copy
+  %upd = f32[4,2]{1,0} exponential(%ynn_fusion), metadata={op_name="jit(f)/optimizer/exp"}
+  ROOT %e = f32[4,2]{1,0} exponential(%attn)
+}
+'''
+    index = profile_step._hlo_index(hlo)
+    category = {n: profile_step._xla_category(*index[n])
+                for n in ('ynn_fusion', 'attn', 'copy_fusion', 'upd', 'e')}
+    assert category == {'ynn_fusion': 'dense matmuls', 'attn': 'attention core',
+                        'copy_fusion': 'data movement', 'upd': 'optimizer', 'e': 'elementwise'}
+    assert profile_step._xla_category('while', {'while'}, '') is None

@@ -97,12 +97,13 @@ def make_train_step(
         )
         count = jnp.maximum(count, 1.0)
         grads = jax.tree.map(lambda g: g / count, grads)
-        updates, opt_state = tx.update(grads, state.opt_state, state.params)
-        new_state = state.replace(
-            step=state.step + 1,
-            params=optax.apply_updates(state.params, updates),
-            opt_state=opt_state,
-        )
+        with jax.named_scope('optimizer'):  # names the update in profiles
+            updates, opt_state = tx.update(grads, state.opt_state, state.params)
+            new_state = state.replace(
+                step=state.step + 1,
+                params=optax.apply_updates(state.params, updates),
+                opt_state=opt_state,
+            )
         metrics = {
             'loss': total / count,
             'grad_norm': optax.tree.norm(grads),

@@ -183,7 +183,13 @@ class Attention(nnx.Module):
         qkv = (self.qkv(x, dtype).astype(jnp.float32) + bias).astype(dtype)
         q, k, v = jnp.split(qkv.reshape(b, n, 3, h, hd), 3, axis=2)
         q, k, v = q[:, :, 0], k[:, :, 0], v[:, :, 0]  # [b, n, h, hd]
-        scale = hd**-0.5
+        with jax.named_scope('attention'):  # names the core in profiles (bench/profile_step.py)
+            out = self._core(q, k, v, hd**-0.5)
+        return self.proj(out.reshape(b, n, d), dtype)
+
+    def _core(self, q, k, v, scale: float) -> jax.Array:
+        """softmax(q k^T * scale) v on [batch, tokens, heads, head_dim] -> the same."""
+        dtype = self.dtype
         if self.attention_impl == 'einsum':
             logits = jnp.einsum(
                 'bqhd,bkhd->bhqk',
@@ -199,7 +205,7 @@ class Attention(nnx.Module):
             out = jax.nn.dot_product_attention(
                 q, k, v, scale=scale, implementation=self.attention_impl
             )
-        return self.proj(out.reshape(b, n, d), dtype)
+        return out
 
 
 class Mlp(nnx.Module):
