@@ -21,8 +21,9 @@ opcodes and its `jax.named_scope`) against torch.profiler's per-operator self ti
 dense matmuls (linear layers, patch embedding, fwd + bwd), attention core
 (softmax(q k^T) v and its backward), reductions (layer norms, loss), elementwise
 (GELU, residuals, casts), data movement (copies, transposes, gathers, concatenations),
-optimizer (AdamW), other. Seconds per step, mean of --repeats profiled steps after two
-warm-up steps (the fastest warm-up step is the unprofiled wall time). XLA:CPU runs
+optimizer (AdamW), other. Seconds per step, mean of --repeats profiled steps (XLA: one
+trace per step, since a longer trace slows the later steps) after three warm-up steps
+(the fastest warm-up step is the unprofiled wall time). XLA:CPU runs
 independent thunks concurrently; where they overlap, the time is shared equally among
 them, so its profiled total is the busy wall time. Tracing slows XLA:CPU's many small
 thunks more than torch's operators: compare the two wall-time rows before reading
@@ -143,25 +144,25 @@ def _profile_jax(args) -> dict:
     index = _hlo_index(w.compiled.as_text())
     plain = min(w.step() for _ in range(3))  # warm-up; the fastest is the unprofiled time
     walls, out, other = [], dict.fromkeys(CATEGORIES, 0.0), collections.Counter()
-    with tempfile.TemporaryDirectory() as d:
-        with jax.profiler.trace(d):
-            for _ in range(args.repeats):
+    for _ in range(args.repeats):  # one trace per step: a longer trace slows later steps
+        with tempfile.TemporaryDirectory() as d:
+            with jax.profiler.trace(d):
                 walls.append(w.step())
-        (pb,) = glob.glob(os.path.join(d, '**', '*.xplane.pb'), recursive=True)
-        data = ProfileData.from_file(pb)
-    spans = []
-    for plane in data.planes:
-        for line in plane.lines:
-            for e in line.events:
-                name = dict(e.stats).get('hlo_op')
-                cat = _xla_category(*index[name]) if name in index else None
-                if cat:
-                    spans.append((e.start_ns, e.start_ns + e.duration_ns, cat, name))
-    for (cat, name), ns in _share_overlaps(spans).items():
-        out[cat] += ns * 1e-9 / args.repeats
-        if cat == 'elementwise':
-            other[name] += ns * 1e-9 / args.repeats
-    top = [(f'{n} {index[n][2].rsplit("/", 1)[-1]}', v) for n, v in other.most_common(4)]
+            (pb,) = glob.glob(os.path.join(d, '**', '*.xplane.pb'), recursive=True)
+            data = ProfileData.from_file(pb)
+        spans = []
+        for plane in data.planes:
+            for line in plane.lines:
+                for e in line.events:
+                    name = dict(e.stats).get('hlo_op')
+                    cat = _xla_category(*index[name]) if name in index else None
+                    if cat:
+                        spans.append((e.start_ns, e.start_ns + e.duration_ns, cat, name))
+        for (cat, name), ns in _share_overlaps(spans).items():
+            out[cat] += ns * 1e-9 / args.repeats
+            if cat in ('elementwise', 'data movement'):
+                other[name] += ns * 1e-9 / args.repeats
+    top = [(f'{n} {index[n][2].rsplit("/", 1)[-1]}', v) for n, v in other.most_common(6)]
     return {'wall': statistics.mean(walls), 'plain': plain, 'categories': out, 'top': top}
 
 
@@ -254,7 +255,7 @@ def _against_torch(args) -> None:
                   f'| {j[key] - t[key]:+.3f} |')
         print()
         top = lambda r: ', '.join(f'{n} {v:.3f}' for n, v in r['top'])  # noqa: E731
-        print(f'largest vmae2 elementwise thunks: {top(j)}; largest torch "other" '
+        print(f'largest vmae2 elementwise / data-movement thunks: {top(j)}; largest torch "other" '
               f'operators: {top(t)}\n')
 
 
