@@ -20,9 +20,9 @@ timed by bench/device_augment.py).
 
 Each (pipeline, format, workers, malloc) configuration runs in its own subprocess
 pinned with ``taskset`` to its cores (``--workers``: N grain worker processes on
-max(1, N) cores, or ``tN``: N read threads in one process on N cores); ``--malloc
-thp-keep`` starts it, and so its grain workers, with vmae2.runtime.host_env's glibc
-tunables. It builds the grain dataset
+max(1, N) cores, or ``tN``: N read threads in one process on N cores); ``--malloc``
+starts it, and so its grain workers, with bench/train_step.py's glibc tunables
+(``thp-keep``: vmae2.runtime.host_env's). It builds the grain dataset
 (``--batch`` videos a batch, ``num_sample`` clips each: pre-training the first of ``--num-sample``,
 fine-tuning the second, with the full official augmentation), pulls 2 warm-up
 batches, then times ``--clips`` clips (the decode loop: once per pipeline, in one
@@ -310,11 +310,10 @@ def run_config(args, pipeline_name: str, fmt: str, spec: str, augment_on: str,
         str(args.batch),
     ]
     env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get('PYTHONPATH', ''))
-    env.pop('GLIBC_TUNABLES', None)
-    if malloc == 'thp-keep':  # read at exec: the worker and its grain processes get it
-        from vmae2.runtime import host_env
+    from bench import train_step
 
-        env['GLIBC_TUNABLES'] = host_env.CPU_GLIBC_TUNABLES
+    # Read at exec: the worker and its grain processes get it (train_step's choices).
+    env['GLIBC_TUNABLES'] = ':'.join(train_step._malloc_tunables(malloc))
     # Files, not pipes: grain's worker processes outlive the worker's os._exit and would
     # hold a pipe open; its own session lets us end them after it returns.
     with tempfile.TemporaryFile('w+') as out, tempfile.TemporaryFile('w+') as err:
@@ -337,6 +336,9 @@ def run_config(args, pipeline_name: str, fmt: str, spec: str, augment_on: str,
 
 
 def main(argv=None) -> None:
+    sys.path.insert(0, ROOT)
+    from bench import train_step
+
     ap = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     ap.add_argument('--workers', default='0',
                     help="comma list: N grain worker processes (0: in-process), tN: N read "
@@ -352,8 +354,8 @@ def main(argv=None) -> None:
     ap.add_argument('--profile', action='store_true')
     ap.add_argument('--batch', type=int, default=1, help='videos per batch')
     ap.add_argument('--malloc', default='default',
-                    help='comma list of default, thp-keep (glibc tunables of the data '
-                         'processes: vmae2.runtime.host_env.CPU_GLIBC_TUNABLES)')
+                    help='comma list of ' + ', '.join(train_step.MALLOC_CHOICES) + ' (glibc '
+                         'tunables of the data processes, as in bench/train_step.py)')
     ap.add_argument('--records', type=int, default=BENCH_RECORDS,
                     help='records the videos are listed as (4: each once; grain shuffle cost)')
     ap.add_argument('--raw-dir', default='', help=argparse.SUPPRESS)
@@ -363,6 +365,8 @@ def main(argv=None) -> None:
     ap.add_argument('--workers-n', type=int, default=0, help=argparse.SUPPRESS)
     ap.add_argument('--read-threads', type=int, default=1, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
+    if not set(args.malloc.split(',')) <= set(train_step.MALLOC_CHOICES):
+        ap.error(f'--malloc: choose from {", ".join(train_step.MALLOC_CHOICES)}')
     if args.worker:
         args.workers = args.workers_n
         args.num_sample = int(args.num_sample)

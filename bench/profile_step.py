@@ -143,7 +143,7 @@ def _profile_jax(args) -> dict:
     w = tsb.JaxWorker(args)
     index = _hlo_index(w.compiled.as_text())
     plain = min(w.step() for _ in range(3))  # warm-up; the fastest is the unprofiled time
-    walls, out, other = [], dict.fromkeys(CATEGORIES, 0.0), collections.Counter()
+    walls, out, largest = [], dict.fromkeys(CATEGORIES, 0.0), collections.Counter()
     for _ in range(args.repeats):  # one trace per step: a longer trace slows later steps
         with tempfile.TemporaryDirectory() as d:
             with jax.profiler.trace(d):
@@ -161,8 +161,8 @@ def _profile_jax(args) -> dict:
         for (cat, name), ns in _share_overlaps(spans).items():
             out[cat] += ns * 1e-9 / args.repeats
             if cat in ('elementwise', 'data movement'):
-                other[name] += ns * 1e-9 / args.repeats
-    top = [(f'{n} {index[n][2].rsplit("/", 1)[-1]}', v) for n, v in other.most_common(6)]
+                largest[name] += ns * 1e-9 / args.repeats
+    top = [(f'{n} {index[n][2].rsplit("/", 1)[-1]}', v) for n, v in largest.most_common(6)]
     return {'wall': statistics.mean(walls), 'plain': plain, 'categories': out, 'top': top}
 
 
