@@ -148,6 +148,26 @@ def _decode_loop(args, records, reader):
     return batches()
 
 
+def _session_cpu_seconds() -> float:
+    """User + system CPU seconds of the live processes in this session (Linux /proc).
+
+    The bench worker runs in its own session, so this is the worker, its threads
+    and grain's worker processes (and their resource tracker): the CPU that the
+    clips cost, whatever process spent it.
+    """
+    sid, total = os.getsid(0), 0
+    for pid in filter(str.isdigit, os.listdir('/proc')):
+        try:
+            with open(f'/proc/{pid}/stat') as f:
+                stat = f.read()
+        except OSError:  # ended meanwhile
+            continue
+        fields = stat[stat.rindex(')') + 2 :].split()  # from field 3 (state) on: proc(5)
+        if int(fields[3]) == sid:  # field 6: session
+            total += int(fields[11]) + int(fields[12])  # fields 14, 15: utime, stime
+    return total / os.sysconf('SC_CLK_TCK')
+
+
 def worker(args) -> None:
     sys.path.insert(0, ROOT)
     from data_pipelines import pipeline
@@ -160,16 +180,20 @@ def worker(args) -> None:
             records, _transform(args, records, reader), batch_size=args.batch, seed=0,
             worker_count=args.workers, read_threads=args.read_threads,
         )
-        it = (b['crop_box' if args.augment_on == 'device' else 'video'].shape[0] for b in ds)
+        ds_it = iter(ds)
+        it = (b['crop_box' if args.augment_on == 'device' else 'video'].shape[0] for b in ds_it)
     for _ in range(2):
         next(it)
     n = 0
-    t0 = time.perf_counter()
+    cpu0, t0 = _session_cpu_seconds(), time.perf_counter()
     while n < args.clips:
         n += next(it)
     dt = time.perf_counter() - t0
-    print(PROTO + json.dumps({'clips': n, 'seconds': dt}), flush=True)
-    os._exit(0)  # skip grain worker teardown
+    cpu = _session_cpu_seconds() - cpu0
+    print(PROTO + json.dumps({'clips': n, 'seconds': dt, 'cpu_seconds': cpu}), flush=True)
+    if args.format != 'decode':
+        ds_it.close()  # stops grain's workers and frees the batches they hold in shared memory
+    os._exit(0)  # skip the interpreter's teardown of grain's threads
 
 
 def profile(args) -> list[str]:
@@ -276,7 +300,9 @@ def _parallelism(spec: str) -> tuple[int, int, int]:
 
 
 def run_config(args, pipeline_name: str, fmt: str, spec: str, augment_on: str,
-               malloc: str) -> float:
+               malloc: str) -> tuple[float, float | None]:
+    """One measurement in a fresh process: (clips per second, clips per CPU-second or
+    None where the run was too short to measure its CPU time)."""
     workers, threads, cores = _parallelism(spec)
     num_sample = args.samples[pipeline_name]
     cmd = [
@@ -331,7 +357,9 @@ def run_config(args, pipeline_name: str, fmt: str, spec: str, augment_on: str,
         for line in out.read().splitlines():
             if line.startswith(PROTO):
                 r = json.loads(line[len(PROTO) :])
-                return r['clips'] / r['seconds']
+                # A run shorter than a clock tick has no CPU time to divide by.
+                cpu = r['cpu_seconds']
+                return r['clips'] / r['seconds'], r['clips'] / cpu if cpu > 0 else None
         raise RuntimeError(f'data worker failed:\n{err.read()[-3000:]}')
 
 
@@ -389,9 +417,12 @@ def main(argv=None) -> None:
         for malloc in args.malloc.split(',')
     ]
     rates = {c: [] for c in configs}
+    cpu_rates = {c: [] for c in configs}
     for _ in range(args.repeats):
         for c in configs:
-            rates[c].append(run_config(args, *c))
+            rate, cpu_rate = run_config(args, *c)
+            rates[c].append(rate)
+            cpu_rates[c].append(cpu_rate)
     import av
     import cv2
     import grain
@@ -411,8 +442,8 @@ def main(argv=None) -> None:
     )
     print()
     print('| pipeline | format | augment on | workers | malloc | cores | clips/s '
-          '| clips/s per core | vs raw | decode / this |')
-    print('|---|---|---|---|---|---|---|---|---|---|')
+          '| clips/s per core | clips per CPU-s | vs raw | decode / this |')
+    print('|---|---|---|---|---|---|---|---|---|---|---|')
     per_core = {}
     for p, fmt, w, aug, malloc in configs:
         med = statistics.median(rates[(p, fmt, w, aug, malloc)])
@@ -422,8 +453,10 @@ def main(argv=None) -> None:
         cores = _parallelism(w)[2]
         lim = f'{statistics.median(dec) * cores / med:.2f}' if dec and fmt != 'decode' else '-'
         shown = f'0, {w[1:]} read threads' if w.startswith('t') else w
+        cpu = [r for r in cpu_rates[(p, fmt, w, aug, malloc)] if r is not None]
+        cpu_rate = f'{statistics.median(cpu):.1f}' if cpu else '-'
         print(f'| {p} | {fmt} | {aug} | {shown} | {malloc} | {cores} | {med:.1f} '
-              f'| {med / cores:.1f} | {rel} | {lim} |')
+              f'| {med / cores:.1f} | {cpu_rate} | {rel} | {lim} |')
         if fmt == 'tfds':
             per_core.setdefault((p, aug), med / cores)  # the first --workers value
     if per_core:

@@ -5,9 +5,10 @@ Training graph (per process), for any stage transform of ``data_pipelines.transf
     MapDataset.source(records).seed(seed).shuffle().repeat(num_epochs)
       .random_map(transform)                # read + sample + augment; per-element rng
       [shard_index::shard_count]            # disjoint per-process shards (lazy)
-      .batch(batch_size, drop_remainder=True).map(flatten the per-video rows)
+      .batch(batch_size, drop_remainder=True)
       .to_iter_dataset(ReadOptions(...))    # thread prefetch
       [.mp_prefetch(worker_count)]          # only when worker_count > 0
+      .map(flatten the per-video rows)      # a reshape, in the consuming process
 
 This mirrors the official dataset + ``multiple_pretrain_samples_collate`` /
 ``multiple_samples_collate`` + DistributedSampler(shuffle) + ``drop_last=True``
@@ -134,7 +135,9 @@ def make_train_dataset(
         ``jax.process_count()``); shards are disjoint.
       num_epochs: passes over ``records`` (None = forever).
       worker_count: grain worker processes (``mp_prefetch``); 0 = in-process.
-      read_threads: in-process prefetch threads (``grain.ReadOptions``).
+      read_threads: prefetch threads (``grain.ReadOptions``) of the process that
+        reads: this one, or each worker.  Workers with one thread and the default
+        buffer stack batches straight into shared memory (``_stack_in_shared_memory``).
       prefetch_buffer_size: buffered elements; None = ``max(2, read_threads)``.
 
     Returns:
@@ -156,12 +159,33 @@ def make_train_dataset(
     ds = ds.random_map(transform)
     if shard_count > 1:
         ds = ds[shard_index::shard_count]
-    ds = ds.batch(batch_size, drop_remainder=True).map(_FlattenSamples())
+    ds = ds.batch(batch_size, drop_remainder=True)
+    if worker_count > 0 and read_threads == 1 and prefetch_buffer_size is None:
+        options = _stack_in_shared_memory(ds)
     it_ds = ds.to_iter_dataset(options)
     if worker_count > 0:
         _ensure_absl_flags_parsed()
         it_ds = it_ds.mp_prefetch(grain.MultiprocessingOptions(num_workers=worker_count))
-    return it_ds
+    # Flattening [B, k, ...] is a reshape (a view), so it costs nothing where it runs.
+    return it_ds.map(_FlattenSamples())
+
+
+def _stack_in_shared_memory(batches: grain.MapDataset) -> grain.ReadOptions:
+    """Make worker processes stack each batch straight into shared memory.
+
+    grain asks for this only of the dataset given to ``mp_prefetch`` (here
+    ``to_iter_dataset``'s, which cannot pass it on), and with one worker not even
+    that; otherwise a worker stacks every batch and then copies it into shared
+    memory (docs/benchmarks.md 16, 17).  The worker then reads without a prefetch
+    buffer of its own: grain frees the batches it has sent or is sending when the
+    iterator closes, not ones waiting in a worker's buffer.  Never in process:
+    nobody would free the memory.
+
+    Returns:
+      the ``ReadOptions`` for inside the workers (one thread, no buffer).
+    """
+    batches.enable_shared_memory_output()
+    return grain.ReadOptions(num_threads=1, prefetch_buffer_size=0)
 
 
 def eval_batches_per_process(

@@ -63,6 +63,7 @@ def test_data_bench_tiny():
         ]
     )
     assert '| pipeline | format |' in out
+    assert '| clips per CPU-s |' in out, out
     assert '| pretrain | tfds | host | 0 |' in out, out
     assert '| pretrain | tfds | device | 0 | default | 1 |' in out, out
     assert '| pretrain | tfds | device | 0, 1 read threads | default | 1 |' in out, out

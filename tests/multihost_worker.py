@@ -85,6 +85,10 @@ def main(argv):
                 for it, s in zip(self.its, state):
                     it.set_state(s)
 
+            def close(self):
+                for it in self.its:
+                    it.close()
+
         def train_dataset(cfg, records, transform):
             from data_pipelines import pipeline
 

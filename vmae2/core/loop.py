@@ -237,6 +237,7 @@ def _train(exp, workdir: str, ckpt: checkpointing.Checkpointer) -> dict:
                 last.update({k: float(v) for k, v in results.items() if np.ndim(v) == 0})
         return last
     finally:
+        iterator.close()  # stops grain's worker processes and frees their shared memory
         progress.close()
         writer.close()
 
