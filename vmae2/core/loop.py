@@ -12,6 +12,7 @@ message; the previous checkpoint stays.
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import time
@@ -157,6 +158,10 @@ def train(exp, workdir: str, allow_config_change: bool = False) -> dict:
     except checkpointing.SaveError as e:
         raise _save_failed(e, ckpt) from None
     finally:
+        # On CPU jax aliases the last batch, which grain workers put in shared memory,
+        # and XLA lets it go only at a garbage collection: collect once _train's frame
+        # is gone, before the resource tracker finds the segment and warns of a leak.
+        gc.collect()
         try:
             ckpt.close()
         except checkpointing.SaveError as e:
@@ -237,7 +242,7 @@ def _train(exp, workdir: str, ckpt: checkpointing.Checkpointer) -> dict:
                 last.update({k: float(v) for k, v in results.items() if np.ndim(v) == 0})
         return last
     finally:
-        iterator.close()  # stops grain's worker processes and frees their shared memory
+        iterator.close()  # stops grain's worker processes and frees the batches they hold
         progress.close()
         writer.close()
 
