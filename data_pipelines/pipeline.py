@@ -161,7 +161,7 @@ def make_train_dataset(
         ds = ds[shard_index::shard_count]
     ds = ds.batch(batch_size, drop_remainder=True)
     if worker_count > 0 and read_threads == 1 and prefetch_buffer_size is None:
-        options = _stack_in_shared_memory(ds)
+        options = _stack_in_shared_memory(ds) or options
     it_ds = ds.to_iter_dataset(options)
     if worker_count > 0:
         _ensure_absl_flags_parsed()
@@ -182,8 +182,12 @@ def _stack_in_shared_memory(batches: grain.MapDataset) -> grain.ReadOptions:
     nobody would free the memory.
 
     Returns:
-      the ``ReadOptions`` for inside the workers (one thread, no buffer).
+      the ``ReadOptions`` for inside the workers (one thread, no buffer), or None
+      where this grain's batch cannot (the method is grain's internal hook; workers
+      then copy, as before).
     """
+    if not hasattr(batches, "enable_shared_memory_output"):
+        return None
     batches.enable_shared_memory_output()
     return grain.ReadOptions(num_threads=1, prefetch_buffer_size=0)
 
