@@ -1,4 +1,5 @@
-"""Set-up shared by the data_pipelines tests (imported by tests/data_*_test.py)."""
+"""Set-up shared by the data_pipelines tests (imported by tests/data_*_test.py, and by
+tests/main_test.py for the shared-memory check)."""
 
 import os
 import types
@@ -11,6 +12,16 @@ from data_pipelines.records import VideoRecord
 from data_pipelines.sources import list_video_folder, read_finetune_list
 from data_pipelines.transforms import ClassifyTransform, EvalTransform, PretrainTransform
 from data_pipelines.testing import identify_frames, write_test_video
+
+
+def shared_memory_segments() -> set[str]:
+    """Names of the POSIX shared-memory segments Python made (``psm_*`` in /dev/shm)."""
+    return {n for n in os.listdir("/dev/shm") if n.startswith("psm_")}
+
+
+NO_DEV_SHM = pytest.mark.skipif(
+    not os.path.isdir("/dev/shm"), reason="needs Linux /dev/shm to count segments"
+)
 
 
 def noise_clip(t=3, h=24, w=32, seed=0):

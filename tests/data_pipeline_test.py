@@ -118,11 +118,7 @@ def test_worker_processes_match_in_process(stage, workers):
     assert_batches_equal(got, want[:3] + want[2:4])
 
 
-def _shared_memory_segments() -> set[str]:
-    return {n for n in os.listdir("/dev/shm") if n.startswith("psm_")}
-
-
-@pytest.mark.skipif(not os.path.isdir("/dev/shm"), reason="needs Linux /dev/shm to count segments")
+@data_helpers.NO_DEV_SHM
 @pytest.mark.parametrize("workers", [1, 2])
 def test_worker_batches_are_shared_memory_and_freed(records, workers):
     """Workers hand over batches in shared memory, and none outlives its consumer:
@@ -131,7 +127,7 @@ def test_worker_batches_are_shared_memory_and_freed(records, workers):
     memory instead of copying there is measured, not tested (docs/benchmarks.md 17)."""
     from grain._src.python.ipc.shared_memory_array import SharedMemoryArray
 
-    before = _shared_memory_segments()
+    before = data_helpers.shared_memory_segments()
     stage = data_helpers.Stage("classify", records)
     it = iter(stage.dataset(transform_kw=dict(num_sample=2), batch_size=2, worker_count=workers))
     for _ in range(4):
@@ -139,12 +135,12 @@ def test_worker_batches_are_shared_memory_and_freed(records, workers):
         assert isinstance(batch["video"], SharedMemoryArray)
     del batch
     it.close()
-    leaked = _shared_memory_segments() - before
+    leaked = data_helpers.shared_memory_segments() - before
     for _ in range(50):  # grain may free segments on a background thread
         if not leaked:
             break
         time.sleep(0.1)
-        leaked = _shared_memory_segments() - before
+        leaked = data_helpers.shared_memory_segments() - before
     assert not leaked
 
 

@@ -5,6 +5,8 @@ import os
 import subprocess
 import sys
 
+import data_helpers
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -40,10 +42,11 @@ def test_demo_command_runs_a_few_steps_and_resumes(tmp_path):
     assert os.path.exists(os.path.join(work, 'config.json'))
 
 
+@data_helpers.NO_DEV_SHM
 def test_worker_processes_leave_no_shared_memory(tmp_path):
     """Training with grain worker processes ends with every batch's shared memory
     freed: no segment left in /dev/shm, no resource-tracker leak warning."""
-    before = set(os.listdir('/dev/shm'))
+    before = data_helpers.shared_memory_segments()
     cmd = [
         sys.executable, 'main.py', '--config', 'configs/smoke.py', '--workdir', str(tmp_path / 'w'),
         '--config.data.worker_count=2', '--config.optim.total_steps=3',
@@ -52,4 +55,4 @@ def test_worker_processes_leave_no_shared_memory(tmp_path):
     out = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-3000:]
     assert 'leaked shared_memory' not in out.stderr, out.stderr[-3000:]
-    assert not {n for n in set(os.listdir('/dev/shm')) - before if n.startswith('psm_')}
+    assert not data_helpers.shared_memory_segments() - before
