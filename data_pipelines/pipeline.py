@@ -170,7 +170,7 @@ def make_train_dataset(
     return it_ds.map(_FlattenSamples())
 
 
-def _stack_in_shared_memory(batches: grain.MapDataset) -> grain.ReadOptions:
+def _stack_in_shared_memory(batches: grain.MapDataset) -> grain.ReadOptions | None:
     """Make worker processes stack each batch straight into shared memory.
 
     grain asks for this only of the dataset given to ``mp_prefetch`` (here

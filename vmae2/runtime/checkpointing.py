@@ -92,16 +92,39 @@ class _SerializedIterator:
         return self._data
 
 
-def _drop_closed_loop_noise() -> None:
-    """Hides one kind of unraisable exception: 'Event loop is closed'.
+_checkpoint_dirs: set[str] = set()  # every Checkpointer's directory in this process
 
-    When Orbax reads a damaged checkpoint, TensorStore read callbacks still fire
-    after Orbax's event loop has closed, and each prints a traceback that says
-    nothing beyond the error the caller reports (about a hundred for one damaged
-    step). Every other unraisable exception still reaches the previous hook.
+
+def _drop_abandoned_read_log(record: logging.LogRecord) -> bool:
+    """asyncio logger filter: False for an abandoned read of one of our checkpoints."""
+    message = record.getMessage()
+    return not (
+        message.startswith('Task exception was never retrieved')
+        and any(d in message for d in _checkpoint_dirs)
+    )
+
+
+def _quiet_abandoned_reads(directory: str) -> None:
+    """Hides the tracebacks of the reads Orbax abandons when a restore fails.
+
+    Orbax restores with one asyncio task per array on a fresh event loop and ends
+    the loop at the first failed read (`run_until_complete`, no cancelling). That
+    first failure is what `restore` raises and the caller reports; each abandoned
+    sibling would print a traceback saying nothing more, in one of two ways:
+    - it completes after the loop closed: its TensorStore callback raises 'Event
+      loop is closed', an unraisable exception (about a hundred for one damaged
+      step); hidden always;
+    - it failed before: the garbage collector deletes it unretrieved and asyncio
+      logs 'Task exception was never retrieved' (a race, seen in CI); hidden when
+      the message names a checkpoint directory of this process (`directory`).
+    Every other unraisable exception and asyncio record still gets through.
     """
+    _checkpoint_dirs.add(directory + os.sep)
+    asyncio_log = logging.getLogger('asyncio')
+    if _drop_abandoned_read_log not in asyncio_log.filters:
+        asyncio_log.addFilter(_drop_abandoned_read_log)
     previous = sys.unraisablehook
-    if getattr(previous, 'vmae2_filter', False):
+    if getattr(previous, 'vmae2_filter', False):  # checked on the hook: pytest swaps it
         return
 
     def hook(unraisable):
@@ -114,39 +137,12 @@ def _drop_closed_loop_noise() -> None:
     sys.unraisablehook = hook
 
 
-class _OrphanedReadFilter(logging.Filter):
-    """Drops asyncio's 'Task exception was never retrieved' for reads of our checkpoints.
-
-    Orbax gathers one task per array and ends its event loop at the first failed
-    read (`run_until_complete`, no cancelling); sibling reads that failed by then
-    are deleted unretrieved, whenever the garbage collector gets to them, and asyncio
-    logs each with a traceback. Whether that happens is a race (seen in CI).
-    The first failure is what `restore` raises and the caller reports, so only
-    records naming a checkpoint directory of this process are dropped.
-    """
-
-    def __init__(self):
-        super().__init__()
-        self.directories: set[str] = set()
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
-        if not message.startswith('Task exception was never retrieved'):
-            return True
-        return not any(d in message for d in self.directories)
-
-
-_orphaned_reads = _OrphanedReadFilter()
-logging.getLogger('asyncio').addFilter(_orphaned_reads)
-
-
 class Checkpointer:
     """CheckpointManager over `{workdir}/checkpoints` keeping the last `keep`."""
 
     def __init__(self, workdir: str, *, keep: int = 3, async_save: bool = True):
-        _drop_closed_loop_noise()
         self.directory = os.path.join(os.path.abspath(workdir), 'checkpoints')
-        _orphaned_reads.directories.add(self.directory + os.sep)
+        _quiet_abandoned_reads(self.directory)
         options = ocp.CheckpointManagerOptions(
             max_to_keep=keep,
             create=True,
